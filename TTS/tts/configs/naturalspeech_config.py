@@ -1,0 +1,412 @@
+"""Configuration of NaturalSpeech (Tan et al., 2022, arXiv 2205.04421).
+
+Keep the imports of this module minimal: `TTS.config.load_config` swallows every `ModuleNotFoundError` raised
+while importing a config module and reports "Config for naturalspeech cannot be found" instead.
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from coqpit import Coqpit
+
+from TTS.config.shared_configs import BaseAudioConfig, ModelArgs
+from TTS.tts.configs.shared_configs import BaseTTSConfig
+
+
+@dataclass
+class NaturalspeechArgs(ModelArgs):
+    """NaturalSpeech model arguments, grouped by sub-module.
+
+    Args:
+        num_chars (int):
+            Number of symbols in the vocabulary; set from the tokenizer when the model is built. Defaults to 100.
+        out_channels (int):
+            Number of linear spectrogram bins fed to the posterior encoder (`fft_size // 2 + 1`). Defaults to 513.
+        spec_segment_size (int):
+            Number of latent frames of the random slice decoded to a waveform in training. Defaults to 32.
+        hidden_channels (int):
+            Channels of the latent `z`, the phoneme hidden states and the memory bank. Defaults to 192.
+        hidden_channels_ffn_text_encoder (int):
+            Channels of the feed-forward layers of the phoneme encoder transformer. Defaults to 768.
+        num_heads_text_encoder (int):
+            Attention heads of the phoneme encoder transformer. Defaults to 2.
+        num_layers_text_encoder (int):
+            Transformer blocks of the phoneme encoder. Defaults to 6.
+        kernel_size_text_encoder (int):
+            Kernel size of the phoneme encoder's feed-forward convolutions. Defaults to 3.
+        dropout_p_text_encoder (float):
+            Dropout of the phoneme encoder. Defaults to 0.1.
+        pretrained_encoder_path (str | None):
+            Checkpoint of a mixed-phoneme pre-training run whose encoder initialises the phoneme encoder. `None`
+            trains the encoder from scratch (the "no pre-training" ablation). Defaults to None.
+        use_learnable_upsampling (bool):
+            Expand phoneme states to frames with the learnable upsampling layer of the differentiable durator. False
+            uses hard length regulation (the "no differentiable durator" ablation). Defaults to True.
+        num_layers_durator (int):
+            Convolution layers of the duration predictor. Defaults to 3.
+        hidden_channels_durator (int):
+            Channels of the duration predictor convolutions. Defaults to 256.
+        kernel_size_durator (int):
+            Kernel size of the duration predictor convolutions. Defaults to 3.
+        dropout_p_durator (float):
+            Dropout of the duration predictor. Defaults to 0.5.
+        detach_durator_input (bool):
+            Stop the duration loss gradients at the phoneme hidden states. Defaults to False.
+        min_duration_frames (float):
+            Lower bound of a predicted phoneme duration, in frames; keeps every output at least one frame long.
+            Defaults to 1.0.
+        max_duration_frames (float):
+            Upper bound of a predicted phoneme duration, in frames; keeps `exp()` of the predicted log duration
+            finite in half precision. Defaults to 100.0.
+        num_heads_upsampling (int):
+            Attention heads `q` of the learnable upsampling layer. Defaults to 4.
+        num_aux_channels_upsampling (int):
+            Channels `p` of the auxiliary context `C` of the learnable upsampling layer. Defaults to 2.
+        conv_channels_upsampling (int):
+            Channels of the convolution over the phoneme states inside the upsampling layer. Defaults to 8.
+        mlp_channels_upsampling (int):
+            Hidden channels of the swish MLPs of the upsampling layer. Defaults to 16.
+        kernel_size_upsampling (int):
+            Kernel size of the convolution inside the upsampling layer. Defaults to 3.
+        kernel_size_posterior_encoder (int):
+            Kernel size of the posterior encoder's WaveNet layers. Defaults to 5.
+        dilation_rate_posterior_encoder (int):
+            Dilation rate of the posterior encoder's WaveNet layers. Defaults to 1.
+        num_layers_posterior_encoder (int):
+            WaveNet layers of the posterior encoder. Defaults to 16.
+        num_flows (int):
+            Volume-preserving coupling layers of the bidirectional prior/posterior flow. Defaults to 4.
+        kernel_size_flow (int):
+            Kernel size of the flow's WaveNet layers. Defaults to 5.
+        dilation_rate_flow (int):
+            Dilation rate of the flow's WaveNet layers. Defaults to 1.
+        num_layers_flow (int):
+            WaveNet layers inside each coupling layer. Defaults to 4.
+        use_forward_kl (bool):
+            Train with the forward loss L_fwd (prior sample mapped back, scored under the posterior) besides the
+            backward loss L_bwd. False is the "no bidirectional prior/posterior" ablation. Defaults to True.
+        use_memory_bank (bool):
+            Decode from memory-bank attention over the latent instead of the latent itself. False is the "no
+            memory VAE" ablation. Defaults to True.
+        memory_bank_size (int):
+            Number of memory slots `L`. Defaults to 1000.
+        num_heads_memory_bank (int):
+            Attention heads of the memory attention. Defaults to 1.
+        memory_init_max_frames (int):
+            Most posterior frames sampled for the k-means initialisation of the memory bank. Defaults to 200000.
+        memory_init_batch_size (int):
+            Mini-batch size of the k-means initialisation. Defaults to 4096.
+        use_soft_dtw (bool):
+            After warm-up, take durations from the durator and compute the KL terms under soft-DTW. False keeps
+            durations from monotonic alignment search and frame-aligned KL terms. Defaults to True.
+        soft_dtw_gamma (float):
+            Smoothing temperature of soft-DTW. Defaults to 0.01.
+        soft_dtw_warp (float):
+            Warp penalty per latent channel (paper: 0.07). The KL cost is summed over the `hidden_channels`
+            channels, so the penalty applied to the cost matrix is `soft_dtw_warp * hidden_channels`. Defaults
+            to 0.07.
+        soft_dtw_bandwidth (int | None):
+            Sakoe-Chiba band half-width in frames; `None` searches the whole matrix. Defaults to None.
+        soft_dtw_backend (str):
+            "auto" (CUDA kernel for CUDA tensors, numba CPU otherwise), "cpu" or "cuda". Defaults to "auto".
+        resblock_type_decoder (str):
+            Residual block type of the HiFi-GAN decoder. Defaults to "1".
+        resblock_kernel_sizes_decoder (list[int]):
+            Kernel sizes of the decoder's residual blocks. Defaults to `[3, 7, 11]`.
+        resblock_dilation_sizes_decoder (list[list[int]]):
+            Dilations of the decoder's residual blocks. Defaults to `[[1, 3, 5], [1, 3, 5], [1, 3, 5]]`.
+        upsample_rates_decoder (list[int]):
+            Upsampling rates of the decoder; their product must equal the hop length. Defaults to `[8, 8, 2, 2]`.
+        upsample_initial_channel_decoder (int):
+            Channels of the decoder's first upsampling layer. Defaults to 512.
+        upsample_kernel_sizes_decoder (list[int]):
+            Kernel sizes of the decoder's upsampling layers. Defaults to `[16, 16, 4, 4]`.
+        periods_multi_period_discriminator (list[int]):
+            Periods of the multi-period discriminator. Defaults to `[2, 3, 5, 7, 11]`.
+        use_spectral_norm_discriminator (bool):
+            Spectral instead of weight normalisation in the discriminators. Defaults to False.
+        init_discriminator (bool):
+            Build the discriminators; False for inference-only models. Defaults to True.
+        inference_noise_scale (float):
+            Standard deviation scale of the prior sample at inference. Defaults to 0.667.
+        length_scale (float):
+            Scale of the predicted durations at inference; larger is slower speech. Defaults to 1.0.
+        max_inference_len (int | None):
+            Largest number of frames generated at inference; `None` for no limit. Defaults to None.
+    """
+
+    num_chars: int = 100
+    out_channels: int = 513
+    spec_segment_size: int = 32
+    hidden_channels: int = 192
+
+    # phoneme encoder
+    hidden_channels_ffn_text_encoder: int = 768
+    num_heads_text_encoder: int = 2
+    num_layers_text_encoder: int = 6
+    kernel_size_text_encoder: int = 3
+    dropout_p_text_encoder: float = 0.1
+    pretrained_encoder_path: str | None = None
+
+    # differentiable durator
+    use_learnable_upsampling: bool = True
+    num_layers_durator: int = 3
+    hidden_channels_durator: int = 256
+    kernel_size_durator: int = 3
+    dropout_p_durator: float = 0.5
+    detach_durator_input: bool = False
+    min_duration_frames: float = 1.0
+    max_duration_frames: float = 100.0
+    num_heads_upsampling: int = 4
+    num_aux_channels_upsampling: int = 2
+    conv_channels_upsampling: int = 8
+    mlp_channels_upsampling: int = 16
+    kernel_size_upsampling: int = 3
+
+    # posterior encoder
+    kernel_size_posterior_encoder: int = 5
+    dilation_rate_posterior_encoder: int = 1
+    num_layers_posterior_encoder: int = 16
+
+    # bidirectional prior/posterior flow
+    num_flows: int = 4
+    kernel_size_flow: int = 5
+    dilation_rate_flow: int = 1
+    num_layers_flow: int = 4
+    use_forward_kl: bool = True
+
+    # memory-based VAE
+    use_memory_bank: bool = True
+    memory_bank_size: int = 1000
+    num_heads_memory_bank: int = 1
+    memory_init_max_frames: int = 200_000
+    memory_init_batch_size: int = 4096
+
+    # soft-DTW
+    use_soft_dtw: bool = True
+    soft_dtw_gamma: float = 0.01
+    soft_dtw_warp: float = 0.07
+    soft_dtw_bandwidth: int | None = None
+    soft_dtw_backend: str = "auto"
+
+    # waveform decoder (HiFi-GAN V1) and discriminators
+    resblock_type_decoder: str = "1"
+    resblock_kernel_sizes_decoder: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes_decoder: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    upsample_rates_decoder: list[int] = field(default_factory=lambda: [8, 8, 2, 2])
+    upsample_initial_channel_decoder: int = 512
+    upsample_kernel_sizes_decoder: list[int] = field(default_factory=lambda: [16, 16, 4, 4])
+    periods_multi_period_discriminator: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    use_spectral_norm_discriminator: bool = False
+    init_discriminator: bool = True
+
+    # inference
+    inference_noise_scale: float = 0.667
+    length_scale: float = 1.0
+    max_inference_len: int | None = None
+
+
+def _naturalspeech_audio() -> BaseAudioConfig:
+    """The VITS audio settings: 22050 Hz, 1024-point FFT and window, hop 256, 80 mel bands."""
+    return BaseAudioConfig(
+        sample_rate=22050,
+        fft_size=1024,
+        win_length=1024,
+        hop_length=256,
+        num_mels=80,
+        mel_fmin=0.0,
+        mel_fmax=None,
+    )
+
+
+@dataclass
+class NaturalspeechConfig(BaseTTSConfig):
+    """Configuration of the NaturalSpeech model.
+
+    Training runs in four stages driven by the global step (paper, Section 3.5):
+
+    1. warm-up (`step < warmup_steps`): durations from monotonic alignment search, L_bwd + L_rec + duration loss;
+    2. memory initialisation at `step == warmup_steps`: k-means over posterior latents fits the memory bank;
+    3. main (`warmup_steps <= step < tuning_start_step`): memory bank, L_fwd and soft-DTW on (as configured);
+    4. tuning (`step >= tuning_start_step`): the end-to-end loss L_e2e trains the prior path through the decoder.
+
+    Args:
+        model (str):
+            Model name used by `setup_model`. Do not change. Defaults to "naturalspeech".
+        model_args (NaturalspeechArgs):
+            Model architecture arguments. Defaults to `NaturalspeechArgs()`.
+        audio (BaseAudioConfig):
+            Audio settings; the VITS defaults (22050 Hz, FFT 1024, hop 256, 80 mels).
+        warmup_steps (int):
+            Global step at which warm-up ends and the memory bank is initialised. Defaults to 100000.
+        tuning_start_step (int):
+            Global step at which the end-to-end tuning stage starts. Defaults to 1500000.
+        grad_clip (list[float]):
+            Gradient clipping thresholds of the discriminator and generator optimizers. Defaults to `[1000, 1000]`.
+        lr_gen (float):
+            Initial learning rate of the generator. Defaults to 0.0002.
+        lr_disc (float):
+            Initial learning rate of the discriminator. Defaults to 0.0002.
+        lr_scheduler_gen (str):
+            `torch.optim.lr_scheduler` class of the generator. Defaults to "ExponentialLR".
+        lr_scheduler_gen_params (dict):
+            Its parameters. Defaults to `{"gamma": 0.999875, "last_epoch": -1}`.
+        lr_scheduler_disc (str):
+            `torch.optim.lr_scheduler` class of the discriminator. Defaults to "ExponentialLR".
+        lr_scheduler_disc_params (dict):
+            Its parameters. Defaults to `{"gamma": 0.999875, "last_epoch": -1}`.
+        scheduler_after_epoch (bool):
+            Step the schedulers after each epoch rather than each step. Defaults to True.
+        optimizer (str):
+            `torch.optim` class of both optimizers. Defaults to "AdamW".
+        optimizer_params (dict):
+            Its parameters. Defaults to `{"betas": [0.8, 0.99], "eps": 1e-9, "weight_decay": 0.01}`.
+        kl_bwd_loss_alpha (float):
+            Weight of L_bwd, the KL of the posterior mapped forward under the prior. Defaults to 1.0.
+        kl_fwd_loss_alpha (float):
+            Weight of L_fwd, the KL of the prior sample mapped backward under the posterior. Defaults to 0.02.
+        mel_loss_alpha (float):
+            Weight of the mel L1 reconstruction loss. Defaults to 45.0.
+        feat_loss_alpha (float):
+            Weight of the feature matching loss. Defaults to 2.0.
+        gen_loss_alpha (float):
+            Weight of the adversarial loss on the posterior path. Defaults to 1.0.
+        disc_loss_alpha (float):
+            Weight of the discriminator loss. Defaults to 1.0.
+        e2e_loss_alpha (float):
+            Weight of the adversarial loss on the prior path, L_e2e. Defaults to 0.1.
+        dur_loss_alpha (float):
+            Weight of the log-duration loss. Defaults to 5.0.
+        duration_labels_path (str | None):
+            Folder of `<audio file stem>.npy` arrays of per-token durations in frames from an external aligner,
+            used in place of monotonic alignment search. Defaults to None.
+        return_wav (bool):
+            The data loader returns waveforms. Do not change. Defaults to True.
+        compute_linear_spec (bool):
+            The data loader computes linear spectrograms. Do not change. Defaults to True.
+        r (int):
+            Frames per decoder step. Do not change. Defaults to 1.
+        add_blank (bool):
+            Insert a blank token between phonemes. Defaults to True.
+        test_sentences (list[list[str]]):
+            Sentences synthesized by `test_run` at the end of each epoch.
+    """
+
+    model: str = "naturalspeech"
+    model_args: NaturalspeechArgs = field(default_factory=NaturalspeechArgs)
+    audio: BaseAudioConfig = field(default_factory=_naturalspeech_audio)
+
+    # training stages
+    warmup_steps: int = 100_000
+    tuning_start_step: int = 1_500_000
+
+    # optimizers
+    grad_clip: list[float] = field(default_factory=lambda: [1000, 1000])
+    lr_gen: float = 0.0002
+    lr_disc: float = 0.0002
+    lr_scheduler_gen: str = "ExponentialLR"
+    lr_scheduler_gen_params: dict = field(default_factory=lambda: {"gamma": 0.999875, "last_epoch": -1})
+    lr_scheduler_disc: str = "ExponentialLR"
+    lr_scheduler_disc_params: dict = field(default_factory=lambda: {"gamma": 0.999875, "last_epoch": -1})
+    scheduler_after_epoch: bool = True
+    optimizer: str = "AdamW"
+    optimizer_params: dict = field(default_factory=lambda: {"betas": [0.8, 0.99], "eps": 1e-9, "weight_decay": 0.01})
+
+    # loss weights
+    kl_bwd_loss_alpha: float = 1.0
+    kl_fwd_loss_alpha: float = 0.02
+    mel_loss_alpha: float = 45.0
+    feat_loss_alpha: float = 2.0
+    gen_loss_alpha: float = 1.0
+    disc_loss_alpha: float = 1.0
+    e2e_loss_alpha: float = 0.1
+    dur_loss_alpha: float = 5.0
+
+    # data
+    duration_labels_path: str | None = None
+    return_wav: bool = True
+    compute_linear_spec: bool = True
+
+    # overrides
+    r: int = 1  # DO NOT CHANGE
+    add_blank: bool = True
+
+    test_sentences: list[str] | list[list[str]] = field(
+        default_factory=lambda: [
+            ["It took me quite a long time to develop a voice, and now that I have it I'm not going to be silent."],
+            ["Be a voice, not an echo."],
+            ["Prior to November 22, 1963."],
+        ]
+    )
+
+    def from_dict(self, data: dict) -> "NaturalspeechConfig":
+        """Load the fields from `data`, rejecting unknown fields and values of the wrong type.
+
+        Coqpit alone ignores unknown keys and replaces badly typed values with defaults, so a typo in a config
+        file would silently train another model. Here every such problem raises one `ValueError` naming the field.
+        """
+        check_config_dict(type(self), data)
+        return super().from_dict(data)
+
+
+def check_config_dict(config_class: type, data: dict, prefix: str = "") -> None:
+    """Raise a `ValueError` naming the first unknown field or badly typed value of `data` for `config_class`."""
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            msg = f"Unknown config field '{name}' for {config_class.__name__}."
+            raise ValueError(msg)
+        hint = hints[key]
+        default = _default_of(known[key])
+        if isinstance(hint, type) and issubclass(hint, Coqpit) and isinstance(value, dict):
+            check_config_dict(type(default) if isinstance(default, Coqpit) else hint, value, prefix=f"{name}.")
+        elif not _matches(value, hint) and not _matches(value, type(default)):
+            msg = f"Config field '{name}' expects {_type_name(hint)}, got {value!r} ({type(value).__name__})."
+            raise ValueError(msg)
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a type hint; hints this check cannot read are accepted."""
+    if hint is Any or hint is typing.Any:
+        return True
+    if value is None:
+        return hint is type(None) or _is_optional(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin is not None:
+        hint = origin
+    if not isinstance(hint, type):
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if issubclass(hint, Coqpit):
+        return isinstance(value, dict | Coqpit)
+    return isinstance(value, hint)
+
+
+def _is_optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)

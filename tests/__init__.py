@@ -1,0 +1,59 @@
+"""Shared helpers of the NaturalSpeech test suite."""
+
+import os
+from pathlib import Path
+
+from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("NATURALSPEECH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+LJSPEECH_DIR = SHARED_DATA / "ljspeech"
+
+
+def make_tiny_args(**overrides) -> NaturalspeechArgs:
+    """Model arguments small enough to train a few steps on 2 CPU cores in seconds."""
+    args = NaturalspeechArgs(
+        hidden_channels=16,
+        hidden_channels_ffn_text_encoder=32,
+        num_heads_text_encoder=2,
+        num_layers_text_encoder=1,
+        hidden_channels_durator=16,
+        num_layers_posterior_encoder=2,
+        num_flows=2,
+        num_layers_flow=1,
+        memory_bank_size=16,
+        memory_init_max_frames=2000,
+        memory_init_batch_size=256,
+        resblock_kernel_sizes_decoder=[3],
+        resblock_dilation_sizes_decoder=[[1, 3, 5]],
+        upsample_initial_channel_decoder=32,
+        periods_multi_period_discriminator=[2, 3],
+        spec_segment_size=8,
+    )
+    for key, value in overrides.items():
+        if not hasattr(args, key):
+            msg = f"NaturalspeechArgs has no field '{key}'"
+            raise AttributeError(msg)
+        setattr(args, key, value)
+    return args
+
+
+def make_tiny_config(model_args: dict | None = None, **overrides) -> NaturalspeechConfig:
+    """A tiny NaturalSpeech config; `model_args` overrides model arguments, keywords override config fields."""
+    config = NaturalspeechConfig(
+        model_args=make_tiny_args(**(model_args or {})),
+        batch_size=2,
+        eval_batch_size=2,
+        num_loader_workers=0,
+        num_eval_loader_workers=0,
+        warmup_steps=2,
+        tuning_start_step=4,
+        print_step=1,
+        test_sentences=[["Be a voice, not an echo."]],
+    )
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            msg = f"NaturalspeechConfig has no field '{key}'"
+            raise AttributeError(msg)
+        setattr(config, key, value)
+    return config

@@ -1,0 +1,60 @@
+"""Test set-up: import the add-on from this checkout, and fixtures for real and generated speech."""
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("naturalspeech_source_finder", _ROOT / "build_backend/source_finder.py")
+_source_finder = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_source_finder)
+_source_finder.install(_ROOT)
+
+from tests import LJSPEECH_DIR  # noqa: E402  (needs the finder above)
+
+
+@pytest.fixture(scope="session")
+def ljspeech_dir() -> Path:
+    """The 32 real LJSpeech clips of `../shared/data/ljspeech` (LJSpeech format: `wavs/` + `metadata.csv`)."""
+    if not (LJSPEECH_DIR / "metadata.csv").is_file():
+        pytest.skip(f"real LJSpeech clips not found at {LJSPEECH_DIR} (set NATURALSPEECH_SHARED_DATA)")
+    return LJSPEECH_DIR
+
+
+@pytest.fixture(scope="session")
+def espeak_corpus(tmp_path_factory) -> Path:
+    """A small single-speaker corpus in LJSpeech format, spoken by espeak-ng at 22050 Hz."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make setup installs it)")
+    root = tmp_path_factory.mktemp("espeak_corpus")
+    (root / "wavs").mkdir()
+    sentences = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Printing, in the only sense with which we are at present concerned.",
+        "A voice is a gift, and a gift is to be shared.",
+        "She sells sea shells by the sea shore.",
+        "Natural speech is the goal of this model.",
+        "Every clip here was spoken by a machine.",
+    ]
+    lines = []
+    for index, text in enumerate(sentences):
+        clip_id = f"ESPK-{index:04d}"
+        raw = root / "wavs" / f"{clip_id}.raw.wav"
+        subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
+        # espeak-ng speaks at 22050 Hz already; the re-encode fixes the header to plain 16-bit PCM mono.
+        import soundfile
+
+        audio, sample_rate = soundfile.read(raw)
+        soundfile.write(root / "wavs" / f"{clip_id}.wav", audio, sample_rate, subtype="PCM_16")
+        raw.unlink()
+        lines.append(f"{clip_id}|{text}|{text}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def pytest_report_header(config):
+    return [f"python: {sys.executable}"]

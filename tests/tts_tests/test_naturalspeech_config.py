@@ -1,0 +1,106 @@
+import dataclasses
+import json
+import re
+
+import pytest
+
+from TTS.config import load_config
+from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
+from tests import make_tiny_config
+
+
+def test_defaults_follow_the_paper_and_vits_audio():
+    config = NaturalspeechConfig()
+    assert config.model == "naturalspeech"
+    assert isinstance(config.model_args, NaturalspeechArgs)
+    assert (config.audio.sample_rate, config.audio.fft_size, config.audio.hop_length, config.audio.num_mels) == (
+        22050,
+        1024,
+        256,
+        80,
+    )
+    args = config.model_args
+    assert args.hidden_channels == 192 and args.num_layers_text_encoder == 6
+    assert args.num_flows == 4 and args.memory_bank_size == 1000
+    assert args.soft_dtw_gamma == 0.01 and args.soft_dtw_warp == 0.07
+    assert args.upsample_rates_decoder == [8, 8, 2, 2] and args.upsample_initial_channel_decoder == 512
+    assert config.lr_gen == 2e-4 and config.lr_scheduler_gen_params["gamma"] == 0.999875
+    hop = 1
+    for rate in args.upsample_rates_decoder:
+        hop *= rate
+    assert hop == config.audio.hop_length
+
+
+def test_save_and_load_config_round_trip(tmp_path):
+    config = make_tiny_config(model_args={"use_memory_bank": False, "soft_dtw_bandwidth": 40}, warmup_steps=7)
+    path = tmp_path / "config.json"
+    config.save_json(str(path))
+    loaded = load_config(str(path))
+    assert type(loaded) is NaturalspeechConfig
+    assert loaded == config
+    assert loaded.model_args.soft_dtw_bandwidth == 40 and loaded.warmup_steps == 7
+
+
+def test_model_args_are_not_copied_over_top_level_fields():
+    # VitsConfig.__post_init__ copies same-named model_args over config fields; ours must keep both as given.
+    config = NaturalspeechConfig(model_args=NaturalspeechArgs(length_scale=1.5))
+    assert config.model_args.length_scale == 1.5
+    assert not hasattr(NaturalspeechConfig, "__post_init__") or NaturalspeechConfig.__post_init__ is getattr(
+        NaturalspeechConfig.__mro__[1], "__post_init__", None
+    )
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field_name"),
+    [
+        (lambda d: d.update(warmup_stepz=3), "warmup_stepz"),
+        (lambda d: d["model_args"].update(memory_bank_sise=10), "model_args.memory_bank_sise"),
+        (lambda d: d["audio"].update(sample_rte=16000), "audio.sample_rte"),
+    ],
+)
+def test_unknown_field_is_named(tmp_path, edit, field_name):
+    data = NaturalspeechConfig().to_dict()
+    edit(data)
+    with pytest.raises(ValueError, match=re.escape(f"'{field_name}'")):
+        load_config(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    ("edit", "field_name"),
+    [
+        (lambda d: d["model_args"].update(hidden_channels="abc"), "model_args.hidden_channels"),
+        (lambda d: d["model_args"].update(use_memory_bank="yes"), "model_args.use_memory_bank"),
+        (lambda d: d.update(lr_gen="fast"), "lr_gen"),
+        (lambda d: d["model_args"].update(upsample_rates_decoder=8), "model_args.upsample_rates_decoder"),
+    ],
+)
+def test_wrong_type_is_named(tmp_path, edit, field_name):
+    data = NaturalspeechConfig().to_dict()
+    edit(data)
+    with pytest.raises(ValueError, match=re.escape(f"'{field_name}'")):
+        load_config(_write(tmp_path, data))
+
+
+def test_ints_are_accepted_for_float_fields_and_null_for_optional_ones(tmp_path):
+    data = NaturalspeechConfig().to_dict()
+    data["model_args"]["length_scale"] = 2
+    data["model_args"]["pretrained_encoder_path"] = None
+    loaded = load_config(_write(tmp_path, data))
+    assert loaded.model_args.length_scale == 2
+
+
+def test_args_docstring_documents_every_field():
+    for cls in (NaturalspeechArgs, NaturalspeechConfig):
+        documented = set(re.findall(r"^ {8}(\w+) \(", cls.__doc__, flags=re.MULTILINE))
+        own_fields = {f.name for f in dataclasses.fields(cls)}
+        if cls is NaturalspeechConfig:
+            inherited = {f.name for f in dataclasses.fields(cls.__mro__[1])}
+            own_fields = {name for name in own_fields if name not in inherited or name in cls.__annotations__}
+        assert own_fields - documented == set(), f"undocumented fields of {cls.__name__}"
+        assert documented - own_fields == set(), f"documented fields that do not exist in {cls.__name__}"
