@@ -280,6 +280,9 @@ class NaturalspeechConfig(BaseTTSConfig):
             Weight of the adversarial loss on the prior path, L_e2e. Defaults to 0.1.
         dur_loss_alpha (float):
             Weight of the log-duration loss. Defaults to 5.0.
+        align_loss_alpha (float):
+            Weight of the KL between the posterior (mapped by the flow) and the phoneme-level alignment prior, the
+            statistics that monotonic alignment search scores to find the durations. Defaults to 1.0.
         duration_labels_path (str | None):
             Folder of `<audio file stem>.npy` arrays of per-token durations in frames from an external aligner,
             used in place of monotonic alignment search. Defaults to None.
@@ -324,6 +327,7 @@ class NaturalspeechConfig(BaseTTSConfig):
     disc_loss_alpha: float = 1.0
     e2e_loss_alpha: float = 0.1
     dur_loss_alpha: float = 5.0
+    align_loss_alpha: float = 1.0
 
     # data
     duration_labels_path: str | None = None

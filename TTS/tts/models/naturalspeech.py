@@ -1,0 +1,541 @@
+"""NaturalSpeech: end-to-end text to speech synthesis with human-level quality.
+
+Tan et al., 2022, https://arxiv.org/abs/2205.04421. The components live in `TTS/tts/layers/naturalspeech/`; this
+module wires them and plugs them into the toolkit's Trainer and synthesizer.
+"""
+
+import logging
+from itertools import chain
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from coqpit import Coqpit
+from torch import nn
+from torch.utils.data import DataLoader
+from trainer.trainer_utils import get_optimizer, get_scheduler
+from trainer.utils.distributed import is_dist_avail_and_initialized
+
+from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
+from TTS.tts.configs.vits_config import VitsArgs
+from TTS.tts.layers.losses import VitsDiscriminatorLoss
+from TTS.tts.layers.naturalspeech.alignment import load_duration_labels, search_durations
+from TTS.tts.layers.naturalspeech.durator import Durator
+from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
+from TTS.tts.layers.naturalspeech.losses import NaturalspeechGeneratorLoss, PriorPosteriorKL, duration_loss
+from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
+from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
+from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_training_latents, switches_at
+from TTS.tts.layers.vits.discriminator import VitsDiscriminator
+from TTS.tts.layers.vits.networks import PosteriorEncoder
+from TTS.tts.models.base_tts import BaseTTSE2E
+from TTS.tts.models.vits import VitsDataset
+from TTS.tts.utils.helpers import rand_segments, segment, sequence_mask
+from TTS.utils.audio.torch_transforms import spec_to_mel, wav_to_mel, wav_to_spec
+from TTS.vocoder.models.hifigan_generator import HifiganGenerator
+
+logger = logging.getLogger(__name__)
+
+
+class Naturalspeech(BaseTTSE2E):
+    """NaturalSpeech text-to-speech model.
+
+    Training graph (posterior path above, prior path below; `f` is the volume-preserving flow)::
+
+        spectrogram -> posterior encoder -> z ~ q(z|x) ----------> memory attention -> HiFi-GAN -> waveform slice
+                                             |  f                       ^
+                                             v                          | L_e2e (tuning)
+        phonemes -> phoneme encoder -> durator -> p(z'|y) <- L_bwd/L_fwd -> f^-1(z') -> memory attention -> HiFi-GAN
+
+    Inference: phonemes -> phoneme encoder -> durator (predicted durations) -> z' ~ p(z'|y) -> f^-1 -> memory
+    attention -> HiFi-GAN -> waveform. The posterior encoder is used only in training.
+
+    Every component of the paper's ablation study has a switch in `NaturalspeechArgs`; the training stage (warm-up,
+    main, tuning) follows from the global step and `NaturalspeechConfig.warmup_steps`/`tuning_start_step`.
+
+    Examples:
+        >>> from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
+        >>> from TTS.tts.models.naturalspeech import Naturalspeech
+        >>> model = Naturalspeech(NaturalspeechConfig())
+    """
+
+    config: NaturalspeechConfig
+
+    def __init__(self, config: Coqpit, ap=None, tokenizer=None, speaker_manager=None, language_manager=None):
+        super().__init__(config, ap, tokenizer, speaker_manager, language_manager)
+        args = self.args
+        _check_decoder_matches_audio(args, config.audio)
+        hidden = args.hidden_channels
+        self.phoneme_encoder = PhonemeEncoder(
+            args.num_chars,
+            hidden,
+            args.hidden_channels_ffn_text_encoder,
+            args.num_heads_text_encoder,
+            args.num_layers_text_encoder,
+            args.kernel_size_text_encoder,
+            args.dropout_p_text_encoder,
+        )
+        # phoneme-level Gaussians scored by alignment search (durations for warm-up and the duration loss)
+        self.alignment_prior = nn.Conv1d(hidden, 2 * hidden, 1)
+        self.durator = Durator.from_args(args)
+        self.posterior_encoder = PosteriorEncoder(
+            args.out_channels,
+            hidden,
+            hidden,
+            kernel_size=args.kernel_size_posterior_encoder,
+            dilation_rate=args.dilation_rate_posterior_encoder,
+            num_layers=args.num_layers_posterior_encoder,
+        )
+        self.flow = BidirectionalFlow(
+            hidden, hidden, args.kernel_size_flow, args.dilation_rate_flow, args.num_layers_flow, args.num_flows
+        )
+        self.memory_bank = (
+            MemoryBank(hidden, args.memory_bank_size, args.num_heads_memory_bank) if args.use_memory_bank else None
+        )
+        self.waveform_decoder = HifiganGenerator(
+            hidden,
+            1,
+            args.resblock_type_decoder,
+            args.resblock_dilation_sizes_decoder,
+            args.resblock_kernel_sizes_decoder,
+            args.upsample_kernel_sizes_decoder,
+            args.upsample_initial_channel_decoder,
+            args.upsample_rates_decoder,
+            inference_padding=0,
+            conv_pre_weight_norm=False,
+            conv_post_weight_norm=False,
+            conv_post_bias=False,
+        )
+        self.disc = (
+            VitsDiscriminator(args.periods_multi_period_discriminator, args.use_spectral_norm_discriminator)
+            if args.init_discriminator
+            else None
+        )
+        self.prior_posterior_kl = PriorPosteriorKL(
+            args.soft_dtw_gamma, args.soft_dtw_warp, hidden, args.soft_dtw_bandwidth, args.soft_dtw_backend
+        )
+        # Training progress is model state, saved with every checkpoint: a resumed run continues in its stage
+        # with its fitted memory bank instead of starting over with a random one.
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("memory_initialized", torch.zeros((), dtype=torch.bool))
+        self.noise_scale = args.inference_noise_scale
+        self.length_scale = args.length_scale
+        if args.pretrained_encoder_path:
+            from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
+
+            load_pretrained_encoder(self.phoneme_encoder, args.pretrained_encoder_path, self.tokenizer.characters.vocab)
+            logger.info("Phoneme encoder initialised from %s", args.pretrained_encoder_path)
+
+    @property
+    def switches(self) -> StageSwitches:
+        """The current training stage and the components and losses it uses."""
+        return switches_at(int(self.step), self.config)
+
+    ##########################
+    # forward passes
+    ##########################
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor,
+        spec: torch.Tensor,
+        spec_lengths: torch.Tensor,
+        waveform: torch.Tensor,
+        aux_input: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Training forward pass of the generator in the current stage.
+
+        Args:
+            tokens: Phoneme ids.
+            token_lengths: Valid tokens per item.
+            spec: Linear spectrograms (posterior encoder input).
+            spec_lengths: Valid frames per item.
+            waveform: Recordings.
+            aux_input: `{"durations": [B, T_text]}` to use given durations instead of alignment search.
+
+        Returns:
+            The tensors the losses and the logs need (see `Return Shapes`).
+
+        Shapes:
+            - tokens: :math:`[B, T_text]`
+            - token_lengths: :math:`[B]`
+            - spec: :math:`[B, C_spec, T_feats]`
+            - spec_lengths: :math:`[B]`
+            - waveform: :math:`[B, 1, T_wav]`
+
+        Return Shapes:
+            - model_outputs: :math:`[B, 1, T_slice * hop]` decoded posterior slice
+            - waveform_seg: :math:`[B, 1, T_slice * hop]` matching recording slice
+            - e2e_outputs: :math:`[B, 1, T_slice * hop]` decoded prior slice (tuning stage only)
+            - alignments: :math:`[B, T_prior, T_text]`
+            - durations: :math:`[B, T_text]` durations used for the prior
+            - kl_terms: dict of unweighted KL and duration losses of this stage
+        """
+        switches = self.switches
+        h, x_mask = self.phoneme_encoder(tokens, token_lengths)
+        z, m_q, logs_q, y_mask = self.posterior_encoder(spec, spec_lengths)
+        z_p = self.flow(z, y_mask)
+
+        aligned_durations, kl_terms = self._align(h, x_mask, z_p, logs_q, y_mask, aux_input or {})
+        prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
+        kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
+        aligned = not switches.use_predicted_durations
+        kl_terms["loss_kl_bwd"] = self.prior_posterior_kl(
+            z_p, logs_q, spec_lengths, prior.prior_mean, prior.prior_log_std, prior.frame_lengths, aligned
+        )
+        prior_sample = None
+        if switches.use_forward_kl or switches.use_e2e:
+            prior_sample = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, 1.0)
+        if switches.use_forward_kl:
+            kl_terms["loss_kl_fwd"] = self.prior_posterior_kl(
+                prior_sample, prior.prior_log_std, prior.frame_lengths, m_q, logs_q, spec_lengths, aligned
+            )
+
+        z_slice, slice_ids = rand_segments(z, spec_lengths, self.args.spec_segment_size, True, True)
+        slice_mask = torch.ones_like(z_slice[:, :1])
+        hop = self.config.audio.hop_length
+        outputs = {
+            "model_outputs": self.waveform_decoder(self._decoder_input(z_slice, slice_mask, switches)),
+            "waveform_seg": segment(waveform, slice_ids * hop, self.args.spec_segment_size * hop, pad_short=True),
+            "slice_ids": slice_ids,
+            "alignments": prior.attention,
+            "durations": prior.durations,
+            "prior_mean": prior.prior_mean,
+            "posterior_mean": m_q,
+            "kl_terms": kl_terms,
+        }
+        if switches.use_e2e:
+            e2e_slice, _ = rand_segments(prior_sample, prior.frame_lengths, self.args.spec_segment_size, True, True)
+            outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches))
+        return outputs
+
+    def _align(self, h, x_mask, z_p, logs_q, y_mask, aux_input) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Durations from labels or alignment search, and the alignment prior's KL that makes the search learn."""
+        stats = self.alignment_prior(h) * x_mask
+        align_mean, align_log_std = torch.split(stats, self.args.hidden_channels, dim=1)
+        durations, path = search_durations(z_p, align_mean, align_log_std, x_mask, y_mask)
+        if aux_input.get("durations") is not None:
+            durations = aux_input["durations"]
+        # alignment prior expanded along the path: [B, C, T_text] x [B, T_text, T_feats] -> [B, C, T_feats]
+        frame_mean, frame_log_std = align_mean @ path, align_log_std @ path
+        frame_lengths = y_mask.sum((1, 2)).long()
+        loss_align = self.prior_posterior_kl(z_p, logs_q, frame_lengths, frame_mean, frame_log_std, frame_lengths, True)
+        return durations, {"loss_align": loss_align}
+
+    def _decoder_input(self, z: torch.Tensor, mask: torch.Tensor, switches: StageSwitches) -> torch.Tensor:
+        """The memory-bank reading of `z` when the memory VAE is active, else `z` itself."""
+        if switches.use_memory_bank and self.memory_bank is not None:
+            return self.memory_bank(z, mask)
+        return z * mask
+
+    def _sample_prior(self, mean, log_std, mask, noise_scale: float) -> torch.Tensor:
+        """Sample z' ~ p(z'|y) and map it back to the posterior space with f^-1."""
+        z_prior = (mean + torch.randn_like(mean) * torch.exp(log_std) * noise_scale) * mask
+        return self.flow.inverse(z_prior, mask)
+
+    @torch.inference_mode()
+    def inference(self, x: torch.Tensor, aux_input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Synthesize waveforms from phoneme ids.
+
+        Args:
+            x: Phoneme ids.
+            aux_input: Optional `x_lengths` (defaults to the full length, batch size 1), `noise_scale`,
+                `length_scale`, and `durations` (frames per token, replaces the durator's prediction).
+
+        Shapes:
+            - x: :math:`[B, T_text]`
+
+        Return Shapes:
+            - model_outputs: :math:`[B, 1, T_wav]` (zero after each item's length)
+            - alignments: :math:`[B, T_feats, T_text]`
+            - durations: :math:`[B, T_text]`
+            - frame_lengths: :math:`[B]`
+            - y_mask: :math:`[B, 1, T_feats]`
+        """
+        aux_input = aux_input or {}
+        x_lengths = aux_input.get("x_lengths")
+        if x_lengths is None:
+            x_lengths = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
+        noise_scale = aux_input.get("noise_scale", self.noise_scale)
+        length_scale = aux_input.get("length_scale", self.length_scale)
+        h, x_mask = self.phoneme_encoder(x, x_lengths)
+        prior = self.durator(
+            h,
+            x_mask,
+            durations=aux_input.get("durations"),
+            length_scale=length_scale,
+            max_frames=self.args.max_inference_len,
+        )
+        z = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, noise_scale)
+        z = self._decoder_input(z, prior.frame_mask, self._inference_switches())
+        return {
+            "model_outputs": self._decode_each(z, prior.frame_lengths),
+            "alignments": prior.attention,
+            "durations": prior.durations,
+            "frame_lengths": prior.frame_lengths,
+            "y_mask": prior.frame_mask,
+        }
+
+    def _inference_switches(self) -> StageSwitches:
+        # A fitted memory bank is used from the main stage on, whatever step the checkpoint was saved at.
+        return self.switches._replace(use_memory_bank=bool(self.memory_initialized) and self.args.use_memory_bank)
+
+    def _decode_each(self, z: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """Decode every item at its own length, so batched synthesis equals synthesis one sentence at a time.
+
+        Shapes:
+            - z: :math:`[B, C, T_feats]`
+            - output: :math:`[B, 1, T_feats * hop]`
+        """
+        hop = self.config.audio.hop_length
+        wav = z.new_zeros(z.size(0), 1, z.size(2) * hop)
+        for index, length in enumerate(frame_lengths.tolist()):
+            wav[index, :, : length * hop] = self.waveform_decoder(z[index : index + 1, :, :length])[0]
+        return wav
+
+    ##########################
+    # training with the Trainer
+    ##########################
+
+    def on_train_step_start(self, trainer) -> None:
+        """Follow the Trainer's global step; fit the memory bank once when the main stage begins."""
+        previous = self.switches.stage
+        self.step.fill_(trainer.total_steps_done)
+        if self.switches.stage is not previous:
+            logger.info("NaturalSpeech training stage: %s (step %d)", self.switches.stage.value, int(self.step))
+        if self.switches.use_memory_bank and not bool(self.memory_initialized):
+            self.init_memory_bank(trainer.train_loader)
+
+    @torch.no_grad()
+    def init_memory_bank(self, data_loader: DataLoader) -> None:
+        """Fit the memory bank by k-means over posterior latents of (a bounded sample of) the training data.
+
+        Runs on rank 0 and is broadcast under distributed training. Callable on its own for an existing checkpoint.
+        """
+        if self.memory_bank is None:
+            msg = "init_memory_bank: this model has no memory bank (use_memory_bank is False)."
+            raise ValueError(msg)
+        if not is_dist_avail_and_initialized() or dist.get_rank() == 0:
+            logger.info("Initialising the memory bank from posterior latents (k-means).")
+            latents = gather_training_latents(
+                (self.format_batch_on_device(self._to_device(self.format_batch(b))) for b in data_loader),
+                self._encode_posterior,
+                self.args.memory_init_max_frames,
+            )
+            self.memory_bank.init_from_latents(
+                latents, self.args.memory_init_max_frames, self.args.memory_init_batch_size
+            )
+        if is_dist_avail_and_initialized():
+            for tensor in self.memory_bank.parameters():
+                dist.broadcast(tensor.data, src=0)
+        self.memory_initialized.fill_(True)
+
+    def _encode_posterior(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        z, _, _, y_mask = self.posterior_encoder(batch["spec"], batch["spec_lens"])
+        return z, y_mask
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def train_step(self, batch: dict, criterion: list[nn.Module], optimizer_idx: int) -> tuple[dict, dict]:
+        """One step of optimizer 0 (discriminator) or 1 (generator); the generator pass is cached in between."""
+        if optimizer_idx == 0:
+            return self._train_step_discriminator(batch, criterion)
+        if optimizer_idx == 1:
+            return self._train_step_generator(batch, criterion)
+        msg = f"Unexpected optimizer_idx {optimizer_idx}: NaturalSpeech has two optimizers (0: disc, 1: gen)."
+        raise ValueError(msg)
+
+    def _train_step_discriminator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
+        aux_input = {"durations": self._duration_labels(batch)}
+        outputs = self.forward(
+            batch["tokens"], batch["token_lens"], batch["spec"], batch["spec_lens"], batch["waveform"], aux_input
+        )
+        self.model_outputs_cache = outputs
+        fake, real = outputs["model_outputs"].detach(), outputs["waveform_seg"]
+        if "e2e_outputs" in outputs:
+            fake = torch.cat([fake, outputs["e2e_outputs"].detach()])
+            real = torch.cat([real, real])
+        scores_fake, _, scores_real, _ = self.disc(fake, real)
+        with torch.autocast(device_type=fake.device.type, enabled=False):
+            loss_dict = criterion(scores_real, scores_fake)
+        return outputs, loss_dict
+
+    def _train_step_generator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
+        outputs = self.model_outputs_cache
+        audio = self.config.audio
+        with torch.autocast(device_type=batch["mel"].device.type, enabled=False):
+            mel_slice = segment(batch["mel"].float(), outputs["slice_ids"], self.args.spec_segment_size, pad_short=True)
+            mel_slice_hat = wav_to_mel(
+                outputs["model_outputs"].float(),
+                n_fft=audio.fft_size,
+                num_mels=audio.num_mels,
+                sample_rate=audio.sample_rate,
+                hop_length=audio.hop_length,
+                win_length=audio.win_length,
+                fmin=audio.mel_fmin,
+                fmax=audio.mel_fmax,
+                center=False,
+            )
+        scores_fake, feats_fake, _, feats_real = self.disc(outputs["model_outputs"], outputs["waveform_seg"])
+        scores_e2e = None
+        if "e2e_outputs" in outputs:
+            scores_e2e, _, _, _ = self.disc(outputs["e2e_outputs"], outputs["waveform_seg"])
+        loss_dict = criterion(
+            mel_slice, mel_slice_hat, scores_fake, feats_fake, feats_real, outputs["kl_terms"], scores_e2e
+        )
+        return outputs, loss_dict
+
+    def _duration_labels(self, batch: dict) -> torch.Tensor | None:
+        if not self.config.duration_labels_path:
+            return None
+        return load_duration_labels(
+            self.config.duration_labels_path, batch["audio_files"], batch["token_lens"], batch["spec_lens"]
+        )
+
+    @torch.no_grad()
+    def eval_step(self, batch: dict, criterion: list[nn.Module], optimizer_idx: int) -> tuple[dict, dict]:
+        return self.train_step(batch, criterion, optimizer_idx)
+
+    def get_criterion(self) -> list[nn.Module]:
+        return [VitsDiscriminatorLoss(self.config), NaturalspeechGeneratorLoss(self.config)]
+
+    def get_optimizer(self) -> list[torch.optim.Optimizer]:
+        """Optimizer 0 trains the discriminators, optimizer 1 everything else (memory bank included from step 0)."""
+        config = self.config
+        disc = get_optimizer(config.optimizer, config.optimizer_params, config.lr_disc, self.disc)
+        gen_parameters = chain(p for name, p in self.named_parameters() if not name.startswith("disc."))
+        gen = get_optimizer(config.optimizer, config.optimizer_params, config.lr_gen, parameters=gen_parameters)
+        return [disc, gen]
+
+    def get_lr(self) -> list[float]:
+        return [self.config.lr_disc, self.config.lr_gen]
+
+    def get_scheduler(self, optimizer: list[torch.optim.Optimizer]) -> list:
+        config = self.config
+        return [
+            get_scheduler(config.lr_scheduler_disc, config.lr_scheduler_disc_params, optimizer[0]),
+            get_scheduler(config.lr_scheduler_gen, config.lr_scheduler_gen_params, optimizer[1]),
+        ]
+
+    ##########################
+    # data
+    ##########################
+
+    def get_data_loader(
+        self, config: Coqpit, *, is_eval: bool = False, samples: list | None = None, verbose: bool = True, **kwargs
+    ) -> DataLoader:
+        """The toolkit's VITS dataset: token ids plus raw waveforms; spectrograms are computed on the device."""
+        dataset = VitsDataset(
+            # VitsDataset reads only `encoder_sample_rate` from its args: NaturalSpeech trains at the audio rate.
+            model_args=VitsArgs(),
+            samples=samples,
+            batch_group_size=0 if is_eval else config.batch_group_size * config.batch_size,
+            min_text_len=config.min_text_len,
+            max_text_len=config.max_text_len,
+            min_audio_len=config.min_audio_len,
+            max_audio_len=config.max_audio_len,
+            phoneme_cache_path=config.phoneme_cache_path,
+            precompute_num_workers=config.precompute_num_workers,
+            tokenizer=self.tokenizer,
+            start_by_longest=config.start_by_longest,
+        )
+        if is_dist_avail_and_initialized():
+            dist.barrier()
+        dataset.preprocess_samples()
+        sampler = torch.utils.data.DistributedSampler(dataset) if is_dist_avail_and_initialized() else None
+        return DataLoader(
+            dataset,
+            batch_size=config.eval_batch_size if is_eval else config.batch_size,
+            shuffle=False,  # the dataset sorts and groups by length itself
+            sampler=sampler,
+            collate_fn=dataset.collate_fn,
+            drop_last=False,
+            num_workers=config.num_eval_loader_workers if is_eval else config.num_loader_workers,
+            pin_memory=False,
+        )
+
+    def format_batch(self, batch: dict) -> dict:
+        return batch
+
+    def format_batch_on_device(self, batch: dict) -> dict:
+        """Linear spectrogram (posterior input) and mel spectrogram (reconstruction target) of the waveforms."""
+        audio = self.config.audio
+        spec = wav_to_spec(batch["waveform"], audio.fft_size, audio.hop_length, audio.win_length, center=False)
+        mel = spec_to_mel(
+            spec=spec,
+            n_fft=audio.fft_size,
+            num_mels=audio.num_mels,
+            sample_rate=audio.sample_rate,
+            fmin=audio.mel_fmin,
+            fmax=audio.mel_fmax,
+        )
+        lengths = (spec.shape[2] * batch["waveform_rel_lens"]).int()
+        mask = sequence_mask(lengths, spec.shape[2]).unsqueeze(1)
+        batch.update(spec=spec * mask, mel=mel * mask, spec_lens=lengths, mel_lens=lengths)
+        return batch
+
+    ##########################
+    # logging
+    ##########################
+
+    def _create_logs(self, batch: dict, outputs: dict) -> tuple[dict, dict]:
+        """Figures and audio for the dashboard from the generator outputs the Trainer merged as `<key>_1`."""
+        from TTS.tts.layers.naturalspeech.plots import plot_training_figures
+
+        generator_outputs = {k[: -len("_1")]: v for k, v in outputs.items() if k.endswith("_1")}
+        figures = plot_training_figures(generator_outputs, self.ap)
+        audios = {"audio": generator_outputs["model_outputs"][0].float().squeeze(0).detach().cpu().numpy()}
+        return figures, audios
+
+    @torch.inference_mode()
+    def test_run(self, trainer) -> dict:
+        """Synthesize the config's test sentences for the dashboard."""
+        from TTS.tts.utils.visual import plot_alignment
+
+        audios, figures = {}, {}
+        for index, sentence in enumerate(self.config.test_sentences):
+            text = sentence[0] if isinstance(sentence, list) else sentence
+            result = self.synthesize(text)
+            audios[f"{index}-audio"] = result["wav"]
+            figures[f"{index}-alignment"] = plot_alignment(result["alignments"][0].cpu().numpy(), output_fig=False)
+        return {"figures": figures, "audios": audios}
+
+    ##########################
+    # checkpoints
+    ##########################
+
+    def load_checkpoint(
+        self, config: Coqpit, checkpoint_path: str, *, eval: bool = False, strict: bool = True, cache: bool = False
+    ) -> None:
+        """Load model weights (and the training stage state) from a Trainer checkpoint."""
+        from trainer.io import load_fsspec
+
+        state = load_fsspec(checkpoint_path, map_location=torch.device("cpu"), cache=cache)
+        model_state = state["model"] if "model" in state else state
+        if eval or self.disc is None:
+            model_state = {k: v for k, v in model_state.items() if not k.startswith("disc.")}
+            self.disc = None
+        self.load_state_dict(model_state, strict=strict)
+        if eval:
+            self.eval()
+
+    @staticmethod
+    def init_from_config(config: NaturalspeechConfig, samples: list | None = None) -> "Naturalspeech":  # noqa: ARG004
+        return Naturalspeech(config)
+
+
+NaturalSpeech = Naturalspeech
+
+
+def _check_decoder_matches_audio(args, audio) -> None:
+    product = 1
+    for rate in args.upsample_rates_decoder:
+        product *= rate
+    if product != audio.hop_length:
+        msg = (
+            f"model_args.upsample_rates_decoder multiply to {product} but audio.hop_length is {audio.hop_length}: "
+            "the decoder must produce exactly one hop of samples per latent frame."
+        )
+        raise ValueError(msg)
