@@ -522,7 +522,7 @@ class Naturalspeech(BaseTTSE2E):
             self.eval()
 
     @staticmethod
-    def init_from_config(config: NaturalspeechConfig, samples: list | None = None) -> "Naturalspeech":  # noqa: ARG004
+    def init_from_config(config: NaturalspeechConfig, samples: list | None = None) -> "Naturalspeech":
         return Naturalspeech(config)
 
 

@@ -4,11 +4,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
 
-from TTS.utils.audio import AudioProcessor  # noqa: E402
-from TTS.vocoder.utils.generic_utils import plot_results  # noqa: E402
+from TTS.utils.audio import AudioProcessor
+from TTS.vocoder.utils.generic_utils import plot_results
 
 
 def plot_training_figures(outputs: dict, ap: AudioProcessor) -> dict[str, Figure]:
