@@ -1,0 +1,354 @@
+"""Differentiable durator θ_dur of NaturalSpeech (paper, Section 3.3).
+
+A convolutional duration predictor gives log durations of the phonemes; a learnable upsampling layer (Parallel
+Tacotron 2, Elias et al., 2021, Section 3.2) expands the phoneme hidden states to frames with a soft attention built
+from the token boundary grids, so the frame-level prior p(z'|y) is differentiable w.r.t. the durations. Hard length
+regulation (integer durations, `generate_path`) is kept as the "no differentiable durator" ablation.
+
+Frame convention: frame `t = 0 .. T_feats - 1` sits at its centre `t + 0.5`; token `k` spans `[s_k, e_k)` with
+`e_k = cumsum(d)_k` and `s_k = e_k - d_k`. So `S[t, k] = t + 0.5 - s_k` and `E[t, k] = e_k - t - 0.5` are both
+positive exactly on the frames that hard length regulation gives to token `k` (for integer durations).
+"""
+
+import math
+from typing import NamedTuple
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs
+from TTS.tts.layers.generic.normalization import LayerNorm2
+from TTS.tts.utils.helpers import generate_path, sequence_mask
+
+
+class DuratorOutput(NamedTuple):
+    """Result of :class:`Durator`; see :meth:`Durator.forward` for the shapes."""
+
+    log_durations: Tensor
+    durations: Tensor
+    frame_lengths: Tensor
+    frame_mask: Tensor
+    frame_hidden: Tensor
+    prior_mean: Tensor
+    prior_log_std: Tensor
+    attention: Tensor
+
+
+def boundary_grids(durations: Tensor, num_frames: int) -> tuple[Tensor, Tensor]:
+    """Distances of every frame centre from the start and to the end of every token.
+
+    Args:
+        durations: Token durations in frames (float, zero on padding tokens).
+        num_frames: Number of frames `T_feats` of the grid.
+
+    Returns:
+        `S = t + 0.5 - s_k` and `E = e_k - t - 0.5`.
+
+    Shapes:
+        - durations: :math:`[B, T_text]`
+        - S, E: :math:`[B, T_feats, T_text]`
+    """
+    ends = torch.cumsum(durations, dim=1)
+    starts = ends - durations
+    centres = torch.arange(num_frames, device=durations.device, dtype=durations.dtype) + 0.5
+    centres = rearrange(centres, "f -> 1 f 1")
+    return centres - starts.unsqueeze(1), ends.unsqueeze(1) - centres
+
+
+class DurationPredictor(nn.Module):
+    """Convolution stack (conv → ReLU → LayerNorm → dropout) and a 1×1 projection to log durations.
+
+    Args:
+        in_channels: Channels of the phoneme hidden states.
+        hidden_channels: Channels of the convolutions.
+        num_layers: Number of convolution layers.
+        kernel_size: Kernel size of the convolutions.
+        dropout_p: Dropout rate.
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, kernel_size: int, dropout_p: float):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for index in range(num_layers):
+            channels = in_channels if index == 0 else hidden_channels
+            self.convs.append(nn.Conv1d(channels, hidden_channels, kernel_size, padding=kernel_size // 2))
+            self.norms.append(LayerNorm2(hidden_channels))
+        self.dropout = nn.Dropout(dropout_p)
+        self.proj = nn.Conv1d(hidden_channels, 1, 1)
+
+    def forward(self, h: Tensor, x_mask: Tensor) -> Tensor:
+        """Predict log durations.
+
+        Args:
+            h: Phoneme hidden states.
+            x_mask: Token mask.
+
+        Returns:
+            Log durations in frames, zero on padding tokens.
+
+        Shapes:
+            - h: :math:`[B, C, T_text]`
+            - x_mask: :math:`[B, 1, T_text]`
+            - log_durations: :math:`[B, 1, T_text]`
+        """
+        x = h
+        for conv, norm in zip(self.convs, self.norms):
+            x = self.dropout(norm(torch.relu(conv(x * x_mask))))
+        return self.proj(x * x_mask) * x_mask
+
+
+def swish_mlp(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
+    """Linear → swish → Linear, applied on the last axis."""
+    return nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.SiLU(), nn.Linear(hidden_channels, out_channels))
+
+
+class LearnableUpsampling(nn.Module):
+    """Parallel Tacotron 2 learnable upsampling: soft token-to-frame attention from the duration grids.
+
+    Args:
+        channels: Channels `C` of the phoneme hidden states and of the frame-level output.
+        num_heads: Attention heads `q`.
+        num_aux_channels: Channels `p` of the auxiliary context.
+        conv_channels: Channels of the per-token convolution feature fed to the MLPs.
+        mlp_channels: Hidden channels of the swish MLPs.
+        kernel_size: Kernel size of the per-token convolution.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_heads: int = 4,
+        num_aux_channels: int = 2,
+        conv_channels: int = 8,
+        mlp_channels: int = 16,
+        kernel_size: int = 3,
+    ):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, conv_channels, kernel_size, padding=kernel_size // 2)
+        self.mlp_weights = swish_mlp(conv_channels + 2, mlp_channels, num_heads)
+        self.mlp_aux = swish_mlp(conv_channels + 2, mlp_channels, num_aux_channels)
+        self.proj_weights = nn.Linear(num_heads * channels, channels)
+        self.proj_aux = nn.Linear(num_heads * num_aux_channels, channels)
+
+    def attention(self, h: Tensor, x_mask: Tensor, durations: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Attention weights `W` and auxiliary context `C`, computed in float32 (float64 for a double module).
+
+        Shapes:
+            - h: :math:`[B, C, T_text]`
+            - x_mask: :math:`[B, 1, T_text]`
+            - durations: :math:`[B, T_text]`
+            - frame_mask: :math:`[B, 1, T_feats]`
+            - weights: :math:`[B, q, T_feats, T_text]`, zero on padding tokens and padding frames
+            - aux: :math:`[B, T_feats, T_text, p]`
+        """
+        dtype = self.conv.weight.dtype
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            x_mask, frame_mask = x_mask.to(dtype), frame_mask.to(dtype)
+            starts, ends = boundary_grids(durations.to(dtype) * x_mask[:, 0], frame_mask.size(2))
+            token_features = rearrange(self.conv(h.to(dtype) * x_mask), "b c t -> b 1 t c")
+            token_features = token_features.expand(-1, starts.size(1), -1, -1)
+            features = torch.cat([token_features, starts.unsqueeze(-1), ends.unsqueeze(-1)], dim=-1)
+            logits = rearrange(self.mlp_weights(features), "b f t q -> b q f t")
+            logits = logits.masked_fill(rearrange(x_mask, "b 1 t -> b 1 1 t") == 0, float("-inf"))
+            weights = torch.softmax(logits, dim=-1) * rearrange(frame_mask, "b 1 f -> b 1 f 1")
+            aux = self.mlp_aux(features)
+        return weights, aux
+
+    def forward(self, h: Tensor, x_mask: Tensor, durations: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Expand phoneme states to frames: `O = Proj_W(concat_q(W H^T)) + Proj_C(concat_q(einsum(W, C)))`.
+
+        Args:
+            h: Phoneme hidden states.
+            x_mask: Token mask.
+            durations: Token durations in frames (float, differentiable).
+            frame_mask: Frame mask; its length sets `T_feats`.
+
+        Returns:
+            The frame-level hidden states (zero on padding frames) and the attention weights `W` of every head.
+
+        Shapes:
+            - h: :math:`[B, C, T_text]`
+            - x_mask: :math:`[B, 1, T_text]`
+            - durations: :math:`[B, T_text]`
+            - frame_mask: :math:`[B, 1, T_feats]`
+            - frame_hidden: :math:`[B, C, T_feats]`
+            - weights: :math:`[B, q, T_feats, T_text]`
+        """
+        weights, aux = self.attention(h, x_mask, durations, frame_mask)
+        tokens = rearrange(h * x_mask, "b c t -> b 1 t c").to(weights.dtype)
+        context = torch.matmul(weights, tokens)  # [B, q, T_feats, T_text] x [B, 1, T_text, C] -> [B, q, T_feats, C]
+        aux_context = torch.einsum("bqft,bftp->bfqp", weights, aux)  # sum over tokens: [B, T_feats, q, p]
+        out = self.proj_weights(rearrange(context, "b q f c -> b f (q c)"))
+        out = out + self.proj_aux(rearrange(aux_context, "b f q p -> b f (q p)"))
+        return rearrange(out, "b f c -> b c f") * frame_mask, weights
+
+
+def hard_length_regulation(h: Tensor, durations: Tensor, x_mask: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Repeat every phoneme state by its integer duration.
+
+    Shapes:
+        - h: :math:`[B, C, T_text]`
+        - durations: :math:`[B, T_text]` (integer-valued)
+        - x_mask: :math:`[B, 1, T_text]`
+        - frame_mask: :math:`[B, 1, T_feats]`
+        - frame_hidden: :math:`[B, C, T_feats]`
+        - path: :math:`[B, T_feats, T_text]`
+    """
+    pair_mask = rearrange(x_mask, "b 1 t -> b t 1") * frame_mask  # [B, T_text, T_feats]
+    path = generate_path(durations * x_mask[:, 0], pair_mask.to(h.dtype))
+    frame_hidden = torch.matmul(h, path)  # [B, C, T_text] x [B, T_text, T_feats] -> [B, C, T_feats]
+    return frame_hidden, rearrange(path, "b t f -> b f t")
+
+
+class Durator(nn.Module):
+    """Duration predictor plus upsampling to the frame-level prior statistics p(z'|y).
+
+    Args:
+        in_channels: Channels `C` of the phoneme hidden states (and of the frame-level hidden states).
+        latent_channels: Channels of the prior mean and log-std.
+        hidden_channels_predictor: Channels of the duration predictor convolutions.
+        num_layers_predictor: Convolution layers of the duration predictor.
+        kernel_size_predictor: Kernel size of the duration predictor convolutions.
+        dropout_p_predictor: Dropout of the duration predictor.
+        use_learnable_upsampling: Learnable upsampling; False uses hard length regulation. Defaults to True.
+        num_heads: Attention heads `q` of the upsampling. Defaults to 4.
+        num_aux_channels: Auxiliary context channels `p` of the upsampling. Defaults to 2.
+        conv_channels: Channels of the upsampling's per-token convolution. Defaults to 8.
+        mlp_channels: Hidden channels of the upsampling's swish MLPs. Defaults to 16.
+        kernel_size_upsampling: Kernel size of the upsampling's per-token convolution. Defaults to 3.
+        min_duration: Lower bound of a predicted duration in frames (before `length_scale`). Defaults to 1.0.
+        max_duration: Upper bound of a predicted duration in frames (before `length_scale`). Defaults to 100.0.
+        detach_predictor_input: Stop the duration predictor's gradients at `h`. Defaults to False.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        latent_channels: int,
+        hidden_channels_predictor: int,
+        num_layers_predictor: int,
+        kernel_size_predictor: int,
+        dropout_p_predictor: float,
+        use_learnable_upsampling: bool = True,
+        num_heads: int = 4,
+        num_aux_channels: int = 2,
+        conv_channels: int = 8,
+        mlp_channels: int = 16,
+        kernel_size_upsampling: int = 3,
+        min_duration: float = 1.0,
+        max_duration: float = 100.0,
+        detach_predictor_input: bool = False,
+    ):
+        super().__init__()
+        if not 0 < min_duration <= max_duration:
+            raise ValueError(f"need 0 < min_duration <= max_duration, got {min_duration} and {max_duration}")
+        self.min_duration = min_duration
+        self.max_duration = max_duration
+        self.detach_predictor_input = detach_predictor_input
+        self.use_learnable_upsampling = use_learnable_upsampling
+        self.duration_predictor = DurationPredictor(
+            in_channels, hidden_channels_predictor, num_layers_predictor, kernel_size_predictor, dropout_p_predictor
+        )
+        self.upsampling = None
+        if use_learnable_upsampling:
+            self.upsampling = LearnableUpsampling(
+                in_channels, num_heads, num_aux_channels, conv_channels, mlp_channels, kernel_size_upsampling
+            )
+        self.proj_mean = nn.Conv1d(in_channels, latent_channels, 1)
+        self.proj_log_std = nn.Conv1d(in_channels, latent_channels, 1)
+
+    @classmethod
+    def from_args(cls, args: NaturalspeechArgs) -> "Durator":
+        """Build the durator from the model arguments (phoneme and latent channels are `args.hidden_channels`)."""
+        return cls(
+            in_channels=args.hidden_channels,
+            latent_channels=args.hidden_channels,
+            hidden_channels_predictor=args.hidden_channels_durator,
+            num_layers_predictor=args.num_layers_durator,
+            kernel_size_predictor=args.kernel_size_durator,
+            dropout_p_predictor=args.dropout_p_durator,
+            use_learnable_upsampling=args.use_learnable_upsampling,
+            num_heads=args.num_heads_upsampling,
+            num_aux_channels=args.num_aux_channels_upsampling,
+            conv_channels=args.conv_channels_upsampling,
+            mlp_channels=args.mlp_channels_upsampling,
+            kernel_size_upsampling=args.kernel_size_upsampling,
+            min_duration=args.min_duration_frames,
+            max_duration=args.max_duration_frames,
+            detach_predictor_input=args.detach_durator_input,
+        )
+
+    def predicted_durations(self, log_durations: Tensor, x_mask: Tensor, length_scale: float = 1.0) -> Tensor:
+        """`clamp(exp(log_durations), min_duration, max_duration) * length_scale` in float32, zero on padding.
+
+        The clamp is applied to the log durations, so `exp()` stays finite and its gradient never meets `inf`.
+
+        Shapes:
+            - log_durations: :math:`[B, 1, T_text]`
+            - x_mask: :math:`[B, 1, T_text]`
+            - durations: :math:`[B, T_text]`
+        """
+        dtype = torch.promote_types(log_durations.dtype, torch.float32)
+        log_durations = log_durations[:, 0].to(dtype).clamp(math.log(self.min_duration), math.log(self.max_duration))
+        return torch.exp(log_durations) * length_scale * x_mask[:, 0].to(dtype)
+
+    @staticmethod
+    def frame_lengths(durations: Tensor, max_frames: int | None = None) -> Tensor:
+        """`round(sum(durations))`, at least 1 and at most `max_frames`: :math:`[B, T_text] -> [B]` (long)."""
+        lengths = torch.round(durations.detach().sum(dim=1)).long().clamp(min=1)
+        return lengths if max_frames is None else lengths.clamp(max=max_frames)
+
+    def forward(
+        self,
+        h: Tensor,
+        x_mask: Tensor,
+        durations: Tensor | None = None,
+        length_scale: float = 1.0,
+        max_frames: int | None = None,
+    ) -> DuratorOutput:
+        """Predict durations and expand the phoneme states to the frame-level prior.
+
+        Args:
+            h: Phoneme hidden states.
+            x_mask: Token mask.
+            durations: Token durations in frames (e.g. from monotonic alignment search), used as given; None uses
+                the predicted ones. Hard length regulation rounds either to integers. Defaults to None.
+            length_scale: Factor on predicted durations; larger is slower speech. Defaults to 1.0.
+            max_frames: Most frames per item; None for no limit. Defaults to None.
+
+        Returns:
+            :class:`DuratorOutput`; every frame-level tensor is zero on padding frames.
+
+        Shapes:
+            - h: :math:`[B, C, T_text]`
+            - x_mask: :math:`[B, 1, T_text]`
+            - durations: :math:`[B, T_text]`
+            - out.log_durations: :math:`[B, 1, T_text]`
+            - out.durations: :math:`[B, T_text]`
+            - out.frame_lengths: :math:`[B]`
+            - out.frame_mask: :math:`[B, 1, T_feats]`
+            - out.frame_hidden: :math:`[B, C, T_feats]`
+            - out.prior_mean, out.prior_log_std: :math:`[B, C_latent, T_feats]`
+            - out.attention: :math:`[B, T_feats, T_text]`
+        """
+        log_durations = self.duration_predictor(h.detach() if self.detach_predictor_input else h, x_mask)
+        if durations is None:
+            durations = self.predicted_durations(log_durations, x_mask, length_scale)
+        else:
+            durations = durations.to(torch.promote_types(durations.dtype, torch.float32)) * x_mask[:, 0]
+        if self.upsampling is None:
+            durations = torch.round(durations)
+        frame_lengths = self.frame_lengths(durations, max_frames)
+        frame_mask = sequence_mask(frame_lengths, int(frame_lengths.max())).unsqueeze(1).to(h.dtype)
+        if self.upsampling is None:
+            frame_hidden, attention = hard_length_regulation(h, durations, x_mask, frame_mask)
+        else:
+            frame_hidden, weights = self.upsampling(h, x_mask, durations, frame_mask)
+            attention = weights.mean(dim=1)
+        prior_mean = self.proj_mean(frame_hidden) * frame_mask
+        prior_log_std = self.proj_log_std(frame_hidden) * frame_mask
+        return DuratorOutput(
+            log_durations, durations, frame_lengths, frame_mask, frame_hidden, prior_mean, prior_log_std, attention
+        )

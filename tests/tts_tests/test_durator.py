@@ -1,0 +1,228 @@
+"""Invariants of the differentiable durator (NaturalSpeech, Section 3.3)."""
+
+import pytest
+import torch
+
+from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs
+from TTS.tts.layers.naturalspeech.durator import Durator, boundary_grids, hard_length_regulation
+from TTS.tts.utils.helpers import generate_path, sequence_mask
+
+CHANNELS = 6
+
+
+def make_durator(**kwargs) -> Durator:
+    torch.manual_seed(0)
+    args = {
+        "in_channels": CHANNELS,
+        "latent_channels": 5,
+        "hidden_channels_predictor": 8,
+        "num_layers_predictor": 3,
+        "kernel_size_predictor": 3,
+        "dropout_p_predictor": 0.5,
+        "num_heads": 4,
+        "num_aux_channels": 2,
+        "conv_channels": 3,
+        "mlp_channels": 7,
+        "kernel_size_upsampling": 3,
+    }
+    args.update(kwargs)
+    return Durator(**args).eval()
+
+
+def make_batch(token_lengths=(5, 3), dtype=torch.float32):
+    torch.manual_seed(1)
+    token_lengths = torch.tensor(token_lengths)
+    x_mask = sequence_mask(token_lengths, int(token_lengths.max())).unsqueeze(1).to(dtype)
+    h = torch.randn(len(token_lengths), CHANNELS, x_mask.size(2), dtype=dtype) * x_mask
+    durations = torch.randint(0, 4, x_mask[:, 0].shape).to(dtype) * x_mask[:, 0]
+    durations[:, 0] = 2.0  # every item at least two frames long
+    return h, x_mask, durations
+
+
+def hard_expansion(h, durations, num_frames):
+    """Reference: repeat every token state by its integer duration, zero-pad to `num_frames`."""
+    out = torch.zeros(h.size(0), h.size(1), num_frames, dtype=h.dtype)
+    for b in range(h.size(0)):
+        item = torch.repeat_interleave(h[b], durations[b].long(), dim=1)
+        out[b, :, : item.size(1)] = item
+    return out
+
+
+def sharpen(durator: Durator, sharpness: float = 100.0):
+    """Hand-set the upsampling so that logit = -(silu(-a S) + silu(-a E)) on every head and O = mean_q(W H^T).
+
+    The logit is ~0 where both S, E >= 0.5 (the frame centre lies inside the token) and <= -a/2 elsewhere.
+    """
+    up = durator.upsampling
+    conv_channels = up.conv.out_channels
+    num_heads = up.mlp_weights[2].out_features
+    with torch.no_grad():
+        first, second = up.mlp_weights[0], up.mlp_weights[2]
+        for param in (*first.parameters(), *second.parameters(), *up.proj_aux.parameters(), up.proj_weights.bias):
+            param.zero_()
+        first.weight[0, conv_channels] = -sharpness  # unit 0 reads S
+        first.weight[1, conv_channels + 1] = -sharpness  # unit 1 reads E
+        second.weight[:, :2] = -1.0
+        up.proj_weights.weight.copy_(torch.eye(CHANNELS).repeat(1, num_heads) / num_heads)
+
+
+def test_boundary_grids_select_the_hard_path():
+    _, x_mask, durations = make_batch()
+    num_frames = int(durations.sum(1).max())
+    starts, ends = boundary_grids(durations, num_frames)
+    inside = ((starts > 0) & (ends > 0)).float()  # [B, T_feats, T_text]
+    path = generate_path(durations, x_mask.transpose(1, 2) * torch.ones(1, 1, num_frames))
+    assert inside.sum() == durations.sum()
+    torch.testing.assert_close(inside, path.transpose(1, 2), rtol=0, atol=0)
+
+
+def test_sharp_attention_reproduces_hard_length_regulation():
+    durator = make_durator()
+    sharpen(durator)
+    h, x_mask, durations = make_batch()
+    out = durator(h, x_mask, durations=durations)
+    reference = hard_expansion(h, durations, out.frame_mask.size(2))
+    hard_path = generate_path(durations, x_mask.transpose(1, 2) * out.frame_mask).transpose(1, 2)
+    valid = out.frame_mask[:, 0].bool()
+    assert torch.equal(out.attention.argmax(-1)[valid], hard_path.argmax(-1)[valid])
+    torch.testing.assert_close(out.attention, hard_path, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.frame_hidden, reference, rtol=0, atol=1e-5)
+
+
+def test_frame_lengths_and_padding():
+    durator = make_durator()
+    h, x_mask, _ = make_batch()
+    durations = torch.tensor([[1.3, 2.4, 0.6, 1.0, 2.2], [3.7, 1.1, 2.0, 0.0, 0.0]])
+    out = durator(h, x_mask, durations=durations)
+    assert out.frame_lengths.tolist() == [8, 7] and out.frame_lengths.dtype == torch.long
+    assert out.frame_mask.shape == (2, 1, 8) and out.frame_mask[1, 0].tolist() == [1.0] * 7 + [0.0]
+    for tensor in (out.frame_hidden, out.prior_mean, out.prior_log_std):
+        assert tensor[1, :, 7:].abs().sum() == 0
+        assert tensor[1, :, :7].abs().sum(0).min() > 0
+    assert out.attention[1, 7:].abs().sum() == 0
+    assert out.attention[1, :, 3:].abs().sum() == 0  # padding tokens
+    torch.testing.assert_close(out.attention[1, :7].sum(-1), torch.ones(7))
+
+
+def test_gradients_wrt_durations_are_finite_and_nonzero():
+    durator = make_durator()
+    h, x_mask, durations = make_batch()
+    durations = durations.requires_grad_()
+    h = h.requires_grad_()
+    out = durator(h, x_mask, durations=durations)
+    weight = torch.randn_like(out.prior_mean)
+    ((out.prior_mean + out.prior_log_std) * weight).sum().add(out.frame_hidden.sum()).backward()
+    valid = x_mask[:, 0].bool()
+    assert torch.isfinite(durations.grad).all() and torch.isfinite(h.grad).all()
+    assert (durations.grad[valid].abs() > 0).all()
+    assert durations.grad[~valid].abs().sum() == 0
+
+
+def test_gradcheck_float64():
+    durator = make_durator(num_heads=2, conv_channels=2, mlp_channels=3).double()
+    h, x_mask, _ = make_batch(token_lengths=(3, 2), dtype=torch.float64)
+    durations = torch.tensor([[2.0, 1.0, 3.0], [1.0, 2.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    h.requires_grad_()
+
+    def frame_outputs(durations, h):
+        out = durator(h, x_mask, durations=durations)
+        return out.frame_hidden, out.prior_mean, out.prior_log_std
+
+    assert torch.autograd.gradcheck(frame_outputs, (durations, h), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize("use_learnable_upsampling", [True, False])
+@pytest.mark.parametrize("given_durations", [True, False])
+def test_padded_batch_equals_single_items(use_learnable_upsampling, given_durations):
+    durator = make_durator(use_learnable_upsampling=use_learnable_upsampling)
+    h, x_mask, durations = make_batch(token_lengths=(5, 3, 4))
+    h_garbage = h + 10.0 * (1 - x_mask)  # the layer must not read padding tokens
+    batch = durator(h_garbage, x_mask, durations=durations if given_durations else None)
+    for b in range(h.size(0)):
+        t_text = int(x_mask[b].sum())
+        item_durations = durations[b : b + 1, :t_text] if given_durations else None
+        item = durator(h[b : b + 1, :, :t_text], x_mask[b : b + 1, :, :t_text], durations=item_durations)
+        t_feats = int(item.frame_lengths[0])
+        assert batch.frame_lengths[b] == t_feats
+        torch.testing.assert_close(batch.durations[b, :t_text], item.durations[0])
+        for name in ("log_durations", "durations"):
+            torch.testing.assert_close(getattr(batch, name)[b, ..., :t_text], getattr(item, name)[0], atol=1e-5, rtol=0)
+        for name in ("frame_hidden", "prior_mean", "prior_log_std"):
+            got = getattr(batch, name)[b, :, :t_feats]
+            torch.testing.assert_close(got, getattr(item, name)[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(batch.attention[b, :t_feats, :t_text], item.attention[0], atol=1e-5, rtol=0)
+
+
+def test_predicted_durations_are_clamped():
+    durator = make_durator(min_duration=1.0, max_duration=20.0)
+    h, x_mask, _ = make_batch()
+    proj = durator.duration_predictor.proj
+    with torch.no_grad():
+        proj.weight.zero_()
+        proj.bias.fill_(50.0)
+    out = durator(h, x_mask)
+    assert torch.equal(out.durations, 20.0 * x_mask[:, 0])
+    assert out.frame_lengths.tolist() == [100, 60]
+    assert all(torch.isfinite(tensor).all() for tensor in out)
+    with torch.no_grad():
+        proj.bias.fill_(-50.0)
+    out = durator(h, x_mask)
+    assert torch.equal(out.durations, x_mask[:, 0])
+    assert out.frame_lengths.tolist() == [5, 3]
+
+
+def test_length_scale_and_max_frames():
+    durator = make_durator()
+    h, x_mask, _ = make_batch()
+    with torch.no_grad():
+        durator.duration_predictor.proj.bias.fill_(1.2)
+    base = durator(h, x_mask).frame_lengths
+    slow = durator(h, x_mask, length_scale=2.0).frame_lengths
+    assert ((slow - 2 * base).abs() <= 1).all() and (slow > base).all()
+    capped = durator(h, x_mask, length_scale=2.0, max_frames=int(slow.min()) - 1)
+    assert capped.frame_lengths.max() == int(slow.min()) - 1
+    assert capped.frame_hidden.size(2) == int(slow.min()) - 1
+
+
+def test_hard_length_regulation_repeats_states():
+    durator = make_durator(use_learnable_upsampling=False)
+    h, x_mask, durations = make_batch()
+    out = durator(h, x_mask, durations=durations)
+    assert durator.upsampling is None
+    torch.testing.assert_close(out.frame_hidden, hard_expansion(h, durations, out.frame_mask.size(2)))
+    assert out.frame_lengths.tolist() == durations.sum(1).long().tolist()
+    frame_hidden, path = hard_length_regulation(h, durations, x_mask, out.frame_mask)
+    assert torch.equal(frame_hidden, out.frame_hidden) and torch.equal(path, out.attention)
+    # predicted durations are rounded to whole frames
+    predicted = durator(h, x_mask, length_scale=1.37)
+    assert torch.equal(predicted.durations, predicted.durations.round())
+    assert predicted.frame_lengths.tolist() == predicted.durations.sum(1).long().tolist()
+
+
+def test_detach_predictor_input_stops_duration_gradients_only():
+    durator = make_durator(detach_predictor_input=True)
+    h, x_mask, durations = make_batch()
+    h.requires_grad_()
+    out = durator(h, x_mask, durations=durations)
+    out.log_durations.sum().backward()
+    assert h.grad is None
+    out = durator(h, x_mask, durations=durations)
+    out.prior_mean.sum().backward()
+    assert h.grad.abs().sum() > 0
+
+
+def test_autocast_keeps_attention_in_float32():
+    durator = make_durator()
+    h, x_mask, _ = make_batch()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = durator(h, x_mask)
+    assert out.attention.dtype == torch.float32 and out.durations.dtype == torch.float32
+    assert all(torch.isfinite(tensor.float()).all() for tensor in out)
+
+
+def test_from_args():
+    args = NaturalspeechArgs(hidden_channels=12, hidden_channels_durator=16, num_heads_upsampling=2)
+    durator = Durator.from_args(args)
+    assert durator.duration_predictor.proj.in_channels == 16 and len(durator.duration_predictor.convs) == 3
+    assert durator.upsampling.mlp_weights[2].out_features == 2 and durator.proj_mean.out_channels == 12
+    assert Durator.from_args(NaturalspeechArgs(use_learnable_upsampling=False)).upsampling is None
