@@ -57,3 +57,38 @@ def make_tiny_config(model_args: dict | None = None, **overrides) -> Naturalspee
             raise AttributeError(msg)
         setattr(config, key, value)
     return config
+
+
+def make_ljspeech_config(data_path, output_path, model_args: dict | None = None, **overrides) -> NaturalspeechConfig:
+    """A tiny config that reads an LJSpeech-format folder and phonemizes with espeak-ng, as the recipes do."""
+    from TTS.tts.configs.shared_configs import BaseDatasetConfig
+
+    config = make_tiny_config(model_args=model_args)
+    config.datasets = [BaseDatasetConfig(formatter="ljspeech", path=str(data_path), meta_file_train="metadata.csv")]
+    config.use_phonemes = True
+    config.phonemizer = "espeak"
+    config.phoneme_language = "en-us"
+    config.text_cleaner = "english_cleaners"
+    config.phoneme_cache_path = str(Path(output_path) / "phoneme_cache")
+    config.output_path = str(output_path)
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            msg = f"NaturalspeechConfig has no field '{key}'"
+            raise AttributeError(msg)
+        setattr(config, key, value)
+    return config
+
+
+def load_samples(config: NaturalspeechConfig, clip_ids: list[str]) -> list[dict]:
+    """The dataset samples of the given clip ids (file stems)."""
+    from TTS.tts.datasets import load_tts_samples
+
+    samples, _ = load_tts_samples(config, eval_split=False)
+    return [s for s in samples if Path(s["audio_file"]).stem in clip_ids]
+
+
+def load_batch(config: NaturalspeechConfig, model, clip_ids: list[str]) -> dict:
+    """One formatted training batch of the given clips, through the model's own data loader."""
+    loader = model.get_data_loader(config, samples=load_samples(config, clip_ids))
+    batch = next(iter(loader))
+    return model.format_batch_on_device(model.format_batch(batch))

@@ -48,7 +48,7 @@ def search_durations(
         - path: :math:`[B, T_text, T_feats]`
     """
     cost = gaussian_kl_matrix(z_p.float(), torch.zeros_like(z_p, dtype=torch.float), mean.float(), log_std.float())
-    log_likelihood = -cost.transpose(1, 2)  # [B, T_feats, T_text] -> [B, T_text, T_feats]
+    log_likelihood = -cost.transpose(1, 2).contiguous()  # [B, T_feats, T_text] -> [B, T_text, T_feats]
     pair_mask = x_mask.transpose(1, 2) * y_mask  # [B, T_text, 1] * [B, 1, T_feats]
     path = maximum_path(log_likelihood, pair_mask)
     return path.sum(2), path

@@ -1,0 +1,230 @@
+"""Model tests: every training stage trains what it should, synthesis follows the durator, checkpoints reload."""
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from TTS.tts.layers.naturalspeech.training_stages import TrainingStage
+from TTS.tts.models.naturalspeech import NaturalSpeech, Naturalspeech
+from tests import load_batch, load_samples, make_ljspeech_config
+
+SHORT_CLIPS = ["LJ001-0008", "LJ001-0002"]
+
+
+def build(tmp_path, ljspeech_dir, model_args=None, **overrides):
+    torch.manual_seed(0)
+    config = make_ljspeech_config(ljspeech_dir, tmp_path, model_args=model_args, **overrides)
+    model = Naturalspeech(config)
+    return config, model
+
+
+@pytest.fixture
+def tiny(tmp_path, ljspeech_dir):
+    config, model = build(tmp_path, ljspeech_dir)
+    batch = load_batch(config, model, SHORT_CLIPS)
+    return config, model, batch
+
+
+def train_steps(model, batch, num_steps=2):
+    """Run both optimizers like the Trainer does; return the generator loss dicts."""
+    criteria = model.get_criterion()
+    optimizers = model.get_optimizer()
+    losses = []
+    for _ in range(num_steps):
+        for index, optimizer in enumerate(optimizers):
+            optimizer.zero_grad(set_to_none=True)
+            _, loss_dict = model.train_step(batch, criteria[index], index)
+            loss_dict["loss"].backward()
+            optimizer.step()
+            if index == 1:
+                losses.append({k: float(v) for k, v in loss_dict.items()})
+    return losses
+
+
+def changed_modules(before, after):
+    changed = set()
+    for (name, p0), (_, p1) in zip(before.named_parameters(), after.named_parameters()):
+        if not torch.equal(p0, p1):
+            changed.add(name.split(".")[0])
+    return changed
+
+
+def test_alias_and_discovery_by_name():
+    from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
+    from TTS.tts.models import setup_model
+    from tests import make_tiny_config
+
+    assert NaturalSpeech is Naturalspeech
+    assert type(setup_model(make_tiny_config())) is Naturalspeech
+    assert isinstance(NaturalspeechConfig(), NaturalspeechConfig)
+
+
+def test_decoder_must_match_hop_length():
+    from tests import make_tiny_config
+
+    config = make_tiny_config(model_args={"upsample_rates_decoder": [8, 8, 2]})
+    with pytest.raises(ValueError, match="upsample_rates_decoder"):
+        Naturalspeech(config)
+
+
+@pytest.mark.parametrize(
+    ("step", "stage", "memory_trains"),
+    [(0, TrainingStage.WARMUP, False), (2, TrainingStage.MAIN, True), (4, TrainingStage.TUNING, True)],
+)
+def test_each_stage_trains_its_parameters(tiny, step, stage, memory_trains):
+    _, model, batch = tiny
+    model.step.fill_(step)
+    model.memory_initialized.fill_(step > 0)
+    assert model.switches.stage is stage
+    before = copy.deepcopy(model)
+    losses = train_steps(model, batch)
+    changed = changed_modules(before, model)
+    expected = {
+        "phoneme_encoder",
+        "alignment_prior",
+        "durator",
+        "posterior_encoder",
+        "flow",
+        "waveform_decoder",
+        "disc",
+    }
+    assert expected <= changed
+    assert ("memory_bank" in changed) is memory_trains
+    loss_names = set(losses[-1])
+    assert {"loss_kl_bwd", "loss_align", "loss_duration", "loss_mel", "loss_feat", "loss_gen"} <= loss_names
+    assert ("loss_kl_fwd" in loss_names) is (stage is not TrainingStage.WARMUP)
+    assert ("loss_e2e" in loss_names) is (stage is TrainingStage.TUNING)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses[-1].values())
+
+
+def test_main_stage_with_soft_dtw_uses_predicted_durations(tiny):
+    _, model, batch = tiny
+    model.step.fill_(2)
+    outputs = model.forward(batch["tokens"], batch["token_lens"], batch["spec"], batch["spec_lens"], batch["waveform"])
+    predicted = outputs["durations"]
+    assert not torch.equal(predicted.round(), predicted) or predicted.sum(1).tolist() != batch["spec_lens"].tolist()
+    model.step.fill_(0)
+    outputs = model.forward(batch["tokens"], batch["token_lens"], batch["spec"], batch["spec_lens"], batch["waveform"])
+    assert outputs["durations"].sum(1).long().tolist() == batch["spec_lens"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("switch", "absent"),
+    [("use_memory_bank", "memory_bank"), ("init_discriminator", "disc")],
+)
+def test_disabled_components_are_not_built(tmp_path, ljspeech_dir, switch, absent):
+    _, model = build(tmp_path, ljspeech_dir, model_args={switch: False})
+    assert getattr(model, absent) is None
+    assert not any(name.startswith(f"{absent}.") for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize(
+    "model_args",
+    [
+        {"use_memory_bank": False},
+        {"use_forward_kl": False},
+        {"use_learnable_upsampling": False},
+        {"use_soft_dtw": False},
+    ],
+)
+def test_ablations_train_in_the_main_stage(tmp_path, ljspeech_dir, model_args):
+    config, model = build(tmp_path, ljspeech_dir, model_args=model_args)
+    batch = load_batch(config, model, SHORT_CLIPS)
+    model.step.fill_(2)
+    model.memory_initialized.fill_(True)
+    losses = train_steps(model, batch, num_steps=1)
+    assert ("loss_kl_fwd" in losses[-1]) is model_args.get("use_forward_kl", True)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses[-1].values())
+
+
+def test_memory_bank_is_fitted_once_at_the_stage_boundary(tiny):
+    config, model, _ = tiny
+    trainer = SimpleNamespace(
+        total_steps_done=0, train_loader=model.get_data_loader(config, samples=load_samples(config, SHORT_CLIPS))
+    )
+    fitted_shapes = []
+    fit = model.memory_bank.init_from_latents
+    model.memory_bank.init_from_latents = lambda latents, *a, **k: (
+        fitted_shapes.append(latents.shape),
+        fit(latents, *a, **k),
+    )
+    bank_before = model.memory_bank.bank.detach().clone()
+    for step in range(6):
+        trainer.total_steps_done = step
+        model.on_train_step_start(trainer)
+        assert bool(model.memory_initialized) is (step >= config.warmup_steps)
+    assert len(fitted_shapes) == 1
+    assert fitted_shapes[0][1] == config.model_args.hidden_channels
+    assert not torch.equal(bank_before, model.memory_bank.bank)
+
+
+def test_checkpoint_restores_stage_and_memory_bank(tiny, tmp_path):
+    config, model, _ = tiny
+    model.step.fill_(3)
+    model.memory_initialized.fill_(True)
+    with torch.no_grad():
+        for p in model.memory_bank.parameters():
+            p.add_(1.0)
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": model.state_dict(), "config": config.to_dict()}, path)
+    restored = Naturalspeech(copy.deepcopy(config))
+    restored.load_checkpoint(config, str(path))
+    assert int(restored.step) == 3 and bool(restored.memory_initialized)
+    assert restored.switches.stage is TrainingStage.MAIN
+    for p0, p1 in zip(model.memory_bank.parameters(), restored.memory_bank.parameters()):
+        assert torch.equal(p0, p1)
+
+
+def test_inference_length_follows_durations_and_length_scale(tiny):
+    _, model, _ = tiny
+    model.eval()
+    tokens = torch.randint(1, model.args.num_chars, (1, 12))
+    hop = model.config.audio.hop_length
+    out1 = model.inference(tokens, aux_input={"noise_scale": 0.0, "length_scale": 1.0})
+    out2 = model.inference(tokens, aux_input={"noise_scale": 0.0, "length_scale": 2.0})
+    frames1, frames2 = int(out1["frame_lengths"][0]), int(out2["frame_lengths"][0])
+    assert frames1 == round(float(out1["durations"].sum()))
+    assert abs(frames2 - 2 * frames1) <= 1
+    assert out1["model_outputs"].shape == (1, 1, frames1 * hop)
+    assert out2["model_outputs"].shape[-1] == frames2 * hop
+    durations = torch.full((1, 12), 3.0)
+    out3 = model.inference(tokens, aux_input={"noise_scale": 0.0, "durations": durations})
+    assert out3["model_outputs"].shape[-1] == 36 * hop
+
+
+def test_batch_inference_equals_one_at_a_time(tiny):
+    _, model, _ = tiny
+    model.eval()
+    torch.manual_seed(1)
+    a, b = torch.randint(1, model.args.num_chars, (1, 10)), torch.randint(1, model.args.num_chars, (1, 6))
+    batch = torch.zeros(2, 10, dtype=torch.long)
+    batch[0], batch[1, :6] = a[0], b[0]
+    aux = {"noise_scale": 0.0}
+    together = model.inference(batch, aux_input={**aux, "x_lengths": torch.tensor([10, 6])})
+    alone_a = model.inference(a, aux_input=aux)
+    alone_b = model.inference(b, aux_input=aux)
+    len_a, len_b = alone_a["model_outputs"].shape[-1], alone_b["model_outputs"].shape[-1]
+    torch.testing.assert_close(together["model_outputs"][0, :, :len_a], alone_a["model_outputs"][0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(together["model_outputs"][1, :, :len_b], alone_b["model_outputs"][0], atol=1e-4, rtol=0)
+    assert torch.count_nonzero(together["model_outputs"][1, :, len_b:]) == 0
+
+
+def test_synthesize_returns_a_waveform(tiny):
+    _, model, _ = tiny
+    model.eval()
+    result = model.synthesize("Be a voice, not an echo.")
+    assert result["wav"].ndim == 1 and result["wav"].size > 0
+    assert result["wav"].size % model.config.audio.hop_length == 0
+
+
+@pytest.mark.slow
+def test_overfits_one_real_clip(tmp_path, ljspeech_dir):
+    config, model = build(tmp_path, ljspeech_dir, model_args={"use_memory_bank": False})
+    config.lr_gen = config.lr_disc = 2e-3
+    batch = load_batch(config, model, ["LJ001-0008"])
+    losses = train_steps(model, batch, num_steps=60)
+    first = sum(step["loss_mel"] for step in losses[:5]) / 5
+    last = sum(step["loss_mel"] for step in losses[-5:]) / 5
+    assert last < 0.5 * first, f"mel loss went from {first:.2f} to {last:.2f}"
