@@ -23,7 +23,8 @@ alignment search, equal lengths). `gaussian_kl_matrix` scores every sample frame
 the cost matrix `[B, N, M]` of soft-DTW when the prior (predicted durations) and the posterior lengths differ:
 for L_bwd `N = T_feats` posterior frames and `M` prior frames, for L_fwd the other way round.
 
-Both run in float32 (float64 inputs stay float64) with autocast disabled.
+Both run with autocast disabled: `gaussian_kl_aligned` in float32 (the toolkit's VITS KL casts its inputs),
+`gaussian_kl_matrix` in float32, or float64 for float64 inputs.
 """
 
 import logging
