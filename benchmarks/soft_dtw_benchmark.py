@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per method and size")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--naive-max-n", type=int, help="skip the naive method above this N (it is very slow)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--worker", choices=METHODS, dest="method", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -233,7 +234,13 @@ def main() -> None:
     print(f"γ = {args.gamma}, warp = {args.warp_per_channel}·D, reps = {args.reps} (median)\n")
     full = (args.batch, args.n, args.m, args.channels)
     small = (args.batch, args.small_n, args.small_n, args.channels)
-    rows = [measure(method, size, args) for size in (full, small) for method in args.methods]
+    rows = [
+        {"method": method, "batch": size[0], "n": size[1], "m": size[2], "channels": size[3], "error": "skipped"}
+        if method == "naive" and args.naive_max_n is not None and size[1] > args.naive_max_n
+        else measure(method, size, args)
+        for size in (full, small)
+        for method in args.methods
+    ]
     print_table(rows)
     ours = next((r for r in rows if r["method"] == "ours" and "error" not in r), None)
     summary = {

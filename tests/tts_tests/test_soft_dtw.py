@@ -237,6 +237,11 @@ def _bad_inputs():
     return [pytest.param({**good, **change}, name, id=f"{name}-{i}") for i, (change, name) in enumerate(cases)]
 
 
+def test_module_rejects_bad_gamma_at_construction():
+    with pytest.raises(ValueError, match="`gamma`"):
+        SoftDTW(gamma=0.0)
+
+
 @pytest.mark.parametrize(("kwargs", "name"), _bad_inputs())
 def test_bad_input_raises_value_error_naming_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):

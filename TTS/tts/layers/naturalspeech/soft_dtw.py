@@ -36,31 +36,21 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("auto", "cpu", "cuda")
 
 
-# exp(-40) < 2^-57: a term that small cannot change a float64 sum that is ≥ 1, so skip its exp (a large speed-up
-# at γ = 0.01, where most predecessor gaps are many γ wide).
+# exp(-40) < 2^-57: a term that small cannot change a float64 sum that is ≥ 1, so its exp/log are skipped (most
+# predecessor gaps are many γ wide at γ = 0.01, so this is the common, fast case).
 _NEGLIGIBLE_GAP = 40.0
 
 
 @njit(cache=True)
-def _softmin_term(x: float, low: float, gamma: float) -> float:
-    gap = (x - low) / gamma
-    if gap == 0.0:
-        return 1.0
-    if gap > _NEGLIGIBLE_GAP:
-        return 0.0
-    return math.exp(-gap)
-
-
-@njit(cache=True)
-def _softmin3(a: float, b: float, c: float, gamma: float) -> float:
-    # Shift by the minimum so the largest exponential is exp(0); all-inf predecessors stay inf.
-    low = min(a, min(b, c))
-    if low == np.inf:
-        return np.inf
-    total = _softmin_term(a, low, gamma) + _softmin_term(b, low, gamma) + _softmin_term(c, low, gamma)
-    if total == 1.0:
+def _softmin2(x: float, y: float, gamma: float) -> float:
+    """-γ log(exp(-x/γ) + exp(-y/γ)), stable, with inf + inf = inf."""
+    low, high = min(x, y), max(x, y)
+    if high == np.inf:
         return low
-    return low - gamma * math.log(total)
+    gap = (high - low) / gamma
+    if gap > _NEGLIGIBLE_GAP:
+        return low
+    return low - gamma * math.log1p(math.exp(-gap))
 
 
 @njit(cache=True)
@@ -72,12 +62,16 @@ def _forward_item(cost, n, m, width, gamma, warp, table):
     for i in range(1, n + 1):
         table[i, 0] = np.inf
         low, high = max(1, i - width), min(m, i + width)
+        left = np.inf  # R[i, j - 1], kept in a register
         for j in range(1, m + 1):
             if j < low or j > high:
-                table[i, j] = np.inf
-                continue
-            best = _softmin3(table[i - 1, j - 1], table[i - 1, j] + warp, table[i, j - 1] + warp, gamma)
-            table[i, j] = cost[i - 1, j - 1] + best
+                left = np.inf
+            else:
+                # softmin3 = softmin2(softmin2(diagonal, up), left): only the outer softmin2 waits on the previous
+                # cell of this row, which keeps the serial dependency chain short.
+                from_above = _softmin2(table[i - 1, j - 1], table[i - 1, j] + warp, gamma)
+                left = cost[i - 1, j - 1] + _softmin2(from_above, left + warp, gamma)
+            table[i, j] = left
 
 
 @njit(parallel=True, cache=True)
@@ -200,8 +194,8 @@ def _check_cost(cost: torch.Tensor, lengths_n: torch.Tensor, lengths_m: torch.Te
         return
     # Padding may hold anything (it is ignored); only the valid region must be finite.
     _, n, m = cost.shape
-    valid_n = torch.arange(n, device=cost.device)[None, :] < lengths_n[:, None]  # [B, N]
-    valid_m = torch.arange(m, device=cost.device)[None, :] < lengths_m[:, None]  # [B, M]
+    valid_n = torch.arange(n, device=cost.device)[None, :] < lengths_n.to(cost.device)[:, None]  # [B, N]
+    valid_m = torch.arange(m, device=cost.device)[None, :] < lengths_m.to(cost.device)[:, None]  # [B, M]
     valid = valid_n[:, :, None] & valid_m[:, None, :]  # [B, N, M]
     if bool((~torch.isfinite(cost) & valid).any()):
         raise ValueError("`cost` holds non-finite values (nan or inf) inside the valid lengths.")
@@ -308,6 +302,8 @@ class SoftDTW(nn.Module):
 
     def __init__(self, gamma: float = 0.01, warp: float = 0.0, bandwidth: int | None = None, backend: str = "auto"):
         super().__init__()
+        if not (math.isfinite(gamma) and gamma > 0):  # fail at construction, not at the first batch
+            raise ValueError(f"`gamma` must be a finite number > 0, got {gamma}.")
         self.gamma = gamma
         self.warp = warp
         self.bandwidth = bandwidth

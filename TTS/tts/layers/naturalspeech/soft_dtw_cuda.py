@@ -24,24 +24,15 @@ _NEGLIGIBLE_GAP = 40.0
 
 
 @cuda.jit(device=True)
-def _softmin_term(x, low, gamma):
-    gap = (x - low) / gamma
-    if gap == 0.0:
-        return 1.0
-    if gap > _NEGLIGIBLE_GAP:
-        return 0.0
-    return math.exp(-gap)
-
-
-@cuda.jit(device=True)
-def _softmin3(a, b, c, gamma):
-    low = min(a, min(b, c))
-    if low == math.inf:
-        return math.inf
-    total = _softmin_term(a, low, gamma) + _softmin_term(b, low, gamma) + _softmin_term(c, low, gamma)
-    if total == 1.0:
+def _softmin2(x, y, gamma):
+    # Same formula as the CPU backend, so both backends agree to rounding.
+    low, high = min(x, y), max(x, y)
+    if high == math.inf:
         return low
-    return low - gamma * math.log(total)
+    gap = (high - low) / gamma
+    if gap > _NEGLIGIBLE_GAP:
+        return low
+    return low - gamma * math.log1p(math.exp(-gap))
 
 
 @cuda.jit
@@ -66,8 +57,8 @@ def _forward_kernel(cost, lengths_n, lengths_m, widths, gamma, warp, table, valu
             if abs(i - j) > width:
                 table[b, i, j] = math.inf
             else:
-                best = _softmin3(table[b, i - 1, j - 1], table[b, i - 1, j] + warp, table[b, i, j - 1] + warp, gamma)
-                table[b, i, j] = cost[b, i - 1, j - 1] + best
+                from_above = _softmin2(table[b, i - 1, j - 1], table[b, i - 1, j] + warp, gamma)
+                table[b, i, j] = cost[b, i - 1, j - 1] + _softmin2(from_above, table[b, i, j - 1] + warp, gamma)
         cuda.syncthreads()
     if tid == 0:
         values[b] = table[b, n, m]
