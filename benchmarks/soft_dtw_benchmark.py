@@ -6,10 +6,11 @@ Compares, at the training shape B = 16, N = M = 800, D = 192 (γ = 0.01, warp 0.
 - `naive`: the same cost + a PyTorch soft-DTW over anti-diagonals with autograd (float64);
 - `pysdtw`: the same cost + `pysdtw`'s numba CPU soft-DTW (no warp penalty, so run with warp 0), if installed.
 
-Each method runs in a fresh subprocess: wall time is the median over `--reps` runs after a warm-up on a tiny
-shape (numba compilation is not counted); peak extra memory is the RSS high-water mark of the first timed run
-above the RSS after the inputs were built (a 1 ms psutil sampler plus `getrusage` maxrss). The naive method is
-also run at a smaller size (`--small-n`) where every method fits, and ratios are reported there.
+Each method runs in a fresh subprocess: wall time is the median (and the minimum, least disturbed by other load)
+over `--reps` runs after a warm-up on a tiny shape (numba compilation is not counted); peak extra memory is the
+RSS high-water mark of the first timed run above the RSS after the inputs were built (a 1 ms psutil sampler plus
+`getrusage` maxrss). The naive method is also run at a smaller size (`--small-n`) where every method fits, and
+ratios are reported there; `--naive-max-n` skips it at sizes where it takes minutes and gigabytes.
 
 Usage: python benchmarks/soft_dtw_benchmark.py [--out results.json]
 """
@@ -158,6 +159,7 @@ def worker(args) -> None:
     peak = max(sampler.peak, maxrss_after if maxrss_after > maxrss_before else 0)
     runs += [run_once(args.method, builder, inputs, args.gamma, warp) for _ in range(args.reps - 1)]
     times = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    times["min_total_s"] = min(run["total_s"] for run in runs)  # least disturbed by other load on the machine
     print(json.dumps({"method": args.method, "warp": warp, "peak_extra_bytes": peak - baseline, **times}))
     print(json.dumps({"cost_builder": builder_name}), file=sys.stderr)
 
@@ -179,7 +181,8 @@ def measure(method: str, size: tuple[int, int, int, int], args) -> dict:
 
 def print_table(rows: list[dict]) -> None:
     header = (
-        f"{'method':<8}{'B×N×M×D':>18}{'warp':>8}{'build s':>9}{'fwd s':>8}{'bwd s':>8}{'total s':>9}{'peak MB':>9}"
+        f"{'method':<8}{'B×N×M×D':>18}{'warp':>7}{'build s':>9}{'fwd s':>7}{'bwd s':>7}{'total s':>9}{'min s':>7}"
+        f"{'peak MB':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -188,9 +191,9 @@ def print_table(rows: list[dict]) -> None:
         if "error" in row:
             print(f"{row['method']:<8}{shape:>18}  {row['error']}")
             continue
-        times = "".join(f"{row[key]:>{width}.3f}" for key, width in (("build_s", 9), ("forward_s", 8)))
-        times += f"{row['backward_s']:>8.3f}{row['total_s']:>9.3f}"
-        print(f"{row['method']:<8}{shape:>18}{row['warp']:>8.1f}{times}{row['peak_extra_bytes'] / 2**20:>9.0f}")
+        times = f"{row['build_s']:>9.3f}{row['forward_s']:>7.3f}{row['backward_s']:>7.3f}"
+        times += f"{row['total_s']:>9.3f}{row['min_total_s']:>7.3f}"
+        print(f"{row['method']:<8}{shape:>18}{row['warp']:>7.1f}{times}{row['peak_extra_bytes'] / 2**20:>9.0f}")
 
 
 def ratios(rows: list[dict], size: tuple[int, int, int, int]) -> dict[str, dict[str, float]]:
