@@ -149,7 +149,12 @@ class LearnableUpsampling(nn.Module):
             starts, ends = boundary_grids(durations.to(dtype) * x_mask[:, 0], frame_mask.size(2))
             token_features = rearrange(self.conv(h.to(dtype) * x_mask), "b c t -> b 1 t c")
             token_features = token_features.expand(-1, starts.size(1), -1, -1)
-            features = torch.cat([token_features, starts.unsqueeze(-1), ends.unsqueeze(-1)], dim=-1)
+            grids = torch.stack([starts, ends], dim=-1)
+            # Signed log compression: keeps the sign and the fine detail near a token's boundaries (what the
+            # attention needs) but stops the raw distances to far tokens (hundreds of frames) from blowing up the
+            # auxiliary context C, and with it the prior's log-std, early in training.
+            grids = torch.sign(grids) * torch.log1p(grids.abs())
+            features = torch.cat([token_features, grids], dim=-1)
             logits = rearrange(self.mlp_weights(features), "b f t q -> b q f t")
             logits = logits.masked_fill(rearrange(x_mask, "b 1 t -> b 1 1 t") == 0, float("-inf"))
             weights = torch.softmax(logits, dim=-1) * rearrange(frame_mask, "b 1 f -> b 1 f 1")
