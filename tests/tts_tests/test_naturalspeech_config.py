@@ -4,9 +4,9 @@ import re
 
 import pytest
 
+from tests import make_tiny_config
 from TTS.config import load_config
 from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
-from tests import make_tiny_config
 
 
 def test_defaults_follow_the_paper_and_vits_audio():

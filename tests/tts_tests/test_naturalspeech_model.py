@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests import load_batch, load_samples, make_ljspeech_config
 from TTS.tts.layers.naturalspeech.training_stages import TrainingStage
 from TTS.tts.models.naturalspeech import NaturalSpeech, Naturalspeech
-from tests import load_batch, load_samples, make_ljspeech_config
 
 SHORT_CLIPS = ["LJ001-0008", "LJ001-0002"]
 
@@ -52,9 +52,9 @@ def changed_modules(before, after):
 
 
 def test_alias_and_discovery_by_name():
+    from tests import make_tiny_config
     from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
     from TTS.tts.models import setup_model
-    from tests import make_tiny_config
 
     assert NaturalSpeech is Naturalspeech
     assert type(setup_model(make_tiny_config())) is Naturalspeech

@@ -146,4 +146,3 @@ def duration_loss(log_durations: torch.Tensor, target_durations: torch.Tensor, x
     """
     target = torch.log(target_durations.float().unsqueeze(1) + 1e-6) * x_mask
     return torch.sum((log_durations.float() - target) ** 2 * x_mask) / torch.sum(x_mask)
-
