@@ -58,3 +58,40 @@ def espeak_corpus(tmp_path_factory) -> Path:
 
 def pytest_report_header(config):
     return [f"python: {sys.executable}"]
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory, ljspeech_dir) -> Path:
+    """A tiny NaturalSpeech trained a few steps through every stage by the toolkit's `train_tts` on real clips.
+
+    Returns the run folder holding `config.json` and `best_model.pth`, as a user's training run leaves it.
+    """
+    from tests import make_ljspeech_config
+
+    root = tmp_path_factory.mktemp("trained")
+    config = make_ljspeech_config(
+        ljspeech_dir,
+        root / "run",
+        batch_size=4,
+        eval_batch_size=2,
+        epochs=1,
+        warmup_steps=2,
+        tuning_start_step=5,
+        save_step=1000,
+        print_step=50,
+        run_eval=True,
+        eval_split_size=2,
+        test_delay_epochs=10,
+    )
+    config.save_json(str(root / "config.json"))
+    result = subprocess.run(
+        [sys.executable, "-m", "TTS.bin.train_tts", "--config_path", str(root / "config.json")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"train_tts failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    (run_dir,) = (root / "run").glob("run-*")
+    return run_dir
