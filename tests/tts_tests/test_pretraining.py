@@ -258,7 +258,9 @@ def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path):
     corpus_path = tmp_path / "metadata.csv"
     corpus_path.write_text("\n".join(transcripts.read_text(encoding="utf-8").splitlines()[:40]), encoding="utf-8")
     recipe = _load_recipe()
-    config = recipe.make_config(tmp_path / "run", corpus_path, epochs=1, batch_size=8, eval_batch_size=8, **TINY_ENCODER)
+    config = recipe.make_config(
+        tmp_path / "run", corpus_path, epochs=1, batch_size=8, eval_batch_size=8, **TINY_ENCODER
+    )
     config.num_phonemize_workers = 1
     model = recipe.run(config)
     checkpoints = sorted((tmp_path / "run").rglob("*.pth"))
@@ -275,5 +277,7 @@ def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path):
     swapped[10], swapped[11] = swapped[11], swapped[10]
     with pytest.raises(ValueError, match=r"reordered: .*'h'.*'i'"):
         load_pretrained_encoder(encoder, str(checkpoint), swapped)
-    with pytest.raises(ValueError, match=r"missing from the checkpoint: \['ʘ'\].*not in the model's vocabulary: \['ʑ'\]"):
-        load_pretrained_encoder(encoder, str(checkpoint), [("ʘ" if s == "ʑ" else s) for s in vocabulary])
+    with pytest.raises(
+        ValueError, match=r"missing from the checkpoint: \['ж'\].*not in the model's vocabulary: \['ʑ'\]"
+    ):
+        load_pretrained_encoder(encoder, str(checkpoint), [("ж" if s == "ʑ" else s) for s in vocabulary])
