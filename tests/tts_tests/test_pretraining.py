@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import itertools
 import random
 from collections import Counter
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import REPO_ROOT, SHARED_DATA, make_tiny_config
 from TTS.tts.layers.naturalspeech import phoneme_corpus
 from TTS.tts.layers.naturalspeech.phoneme_corpus import (
     PhonemeMLMDataset,
@@ -25,7 +27,6 @@ from TTS.tts.layers.naturalspeech.pretraining import (
 )
 from TTS.tts.layers.naturalspeech.pretraining_config import MixedPhonemePretrainingConfig
 from TTS.tts.utils.text.tokenizer import TTSTokenizer
-from tests import REPO_ROOT, SHARED_DATA, make_tiny_config
 
 TRANSCRIPTS = SHARED_DATA / "ljspeech_transcripts.txt"
 NUM_SENTENCES = 400
@@ -65,7 +66,9 @@ def corpus(transcripts, tokenizer, tmp_path_factory) -> list[list[int]]:
 def sup_phonemes(corpus, tokenizer) -> SupPhonemeTokenizer:
     boundary = tokenizer.characters.punctuations + " "
     vocab = tokenizer.characters.vocab
-    return SupPhonemeTokenizer.train(corpus, vocab, special_phoneme_ids(tokenizer), 300, boundary_symbols=boundary)
+    return SupPhonemeTokenizer.train(
+        corpus[:350], vocab, special_phoneme_ids(tokenizer), 300, boundary_symbols=boundary
+    )
 
 
 def test_config_mirrors_the_naturalspeech_text_settings(tmp_path):
@@ -137,7 +140,7 @@ def test_sup_phonemes_partition_every_sequence(corpus, sup_phonemes, tokenizer):
         merged += sum(n > 1 for n in lengths)
         alignment = sup_phonemes.align(tokens)
         spans = alignment.span_index
-        assert spans[0] == 0 and all(b - a in (0, 1) for a, b in zip(spans, spans[1:], strict=False))
+        assert spans[0] == 0 and all(b - a in (0, 1) for a, b in itertools.pairwise(spans))
         assert len(alignment.span_maskable) == spans[-1] + 1
         for s, maskable in enumerate(alignment.span_maskable):
             members = [i for i, x in enumerate(spans) if x == s]
@@ -215,10 +218,19 @@ def _tiny_config(**overrides) -> MixedPhonemePretrainingConfig:
     return MixedPhonemePretrainingConfig(**(values | overrides))
 
 
-def test_pretraining_beats_the_majority_baseline(corpus, sup_phonemes, tokenizer):
+@pytest.fixture
+def one_thread():
+    """Two threads on 2 cores shared with other jobs run ~7x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pretraining_beats_the_majority_baseline(corpus, sup_phonemes, tokenizer, one_thread):
     torch.manual_seed(0)
-    train, held_out = corpus[:350], corpus[350:]
-    config = _tiny_config(batch_size=16, eval_batch_size=len(held_out))
+    train, held_out = corpus[:350], corpus[350:]  # the sup-phonemes were learned on `train` only
+    config = _tiny_config(batch_size=8, eval_batch_size=len(held_out), lr=3e-3)
     model = MixedPhonemePretraining(config, sup_phonemes, pad_id=tokenizer.pad_id)
     criterion, optimizer = model.get_criterion(), model.get_optimizer()
     eval_batch = next(iter(model.get_data_loader(config, is_eval=True, samples=held_out)))
@@ -232,8 +244,8 @@ def test_pretraining_beats_the_majority_baseline(corpus, sup_phonemes, tokenizer
     before = accuracy()
     loader = model.get_data_loader(config, samples=train)
     step = 0
-    while step < 300:
-        for batch in loader:
+    while step < 200:
+        for batch in itertools.islice(loader, 200 - step):
             _, losses = model.train_step(batch, criterion)
             optimizer.zero_grad()
             losses["loss"].backward()
@@ -254,7 +266,7 @@ def _load_recipe():
     return module
 
 
-def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path):
+def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path, one_thread):
     corpus_path = tmp_path / "metadata.csv"
     corpus_path.write_text("\n".join(transcripts.read_text(encoding="utf-8").splitlines()[:40]), encoding="utf-8")
     recipe = _load_recipe()
@@ -275,7 +287,7 @@ def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path):
 
     swapped = list(vocabulary)
     swapped[10], swapped[11] = swapped[11], swapped[10]
-    with pytest.raises(ValueError, match=r"reordered: .*'h'.*'i'"):
+    with pytest.raises(ValueError, match=r"reordered: 'i' \(id 11 in the checkpoint, 10 in the model\), 'h' \(id 10"):
         load_pretrained_encoder(encoder, str(checkpoint), swapped)
     with pytest.raises(
         ValueError, match=r"missing from the checkpoint: \['ж'\].*not in the model's vocabulary: \['ʑ'\]"

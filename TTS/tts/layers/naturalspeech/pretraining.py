@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
+from trainer.logging import BaseDashboardLogger
 from trainer.model import TrainerModel
 from trainer.trainer_utils import get_optimizer, get_scheduler
 
@@ -264,10 +265,14 @@ class MixedPhonemePretraining(TrainerModel):
             "masked_sup_phoneme_accuracy": sup.sum().item() / count,
         }
 
-    def train_log(self, batch: dict[str, Any], outputs: dict[str, Any], logger, steps: int) -> None:
+    def train_log(
+        self, batch: dict[str, Any], outputs: dict[str, Any], logger: BaseDashboardLogger, steps: int
+    ) -> None:
+        """Write the masked-token accuracies of the step to the dashboard."""
         logger.add_scalars("TrainMLM", self.masked_accuracy(batch, outputs), steps)
 
-    def eval_log(self, batch: dict[str, Any], outputs: dict[str, Any], logger, steps: int) -> None:
+    def eval_log(self, batch: dict[str, Any], outputs: dict[str, Any], logger: BaseDashboardLogger, steps: int) -> None:
+        """Write the masked-token accuracies of the last evaluation batch to the dashboard."""
         logger.add_scalars("EvalMLM", self.masked_accuracy(batch, outputs), steps)
 
     def get_data_loader(
