@@ -20,6 +20,13 @@ from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.vits_config import VitsArgs
 from TTS.tts.layers.losses import VitsDiscriminatorLoss
 from TTS.tts.layers.naturalspeech.alignment import load_duration_labels, search_durations
+from TTS.tts.layers.naturalspeech.checkpoints import (
+    check_state_dict,
+    load_checkpoint_state,
+    make_trainer_saves_atomic,
+    remove_stale_temporaries,
+)
+from TTS.tts.layers.naturalspeech.dataset import NaturalspeechDataset
 from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import NaturalspeechGeneratorLoss, PriorPosteriorKL, duration_loss
@@ -29,7 +36,6 @@ from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_t
 from TTS.tts.layers.vits.discriminator import VitsDiscriminator
 from TTS.tts.layers.vits.networks import PosteriorEncoder
 from TTS.tts.models.base_tts import BaseTTSE2E
-from TTS.tts.models.vits import VitsDataset
 from TTS.tts.utils.helpers import rand_segments, segment, sequence_mask
 from TTS.utils.audio.torch_transforms import spec_to_mel, wav_to_mel, wav_to_spec
 from TTS.vocoder.models.hifigan_generator import HifiganGenerator
@@ -119,6 +125,8 @@ class Naturalspeech(BaseTTSE2E):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("memory_initialized", torch.zeros((), dtype=torch.bool))
         self.noise_scale = args.inference_noise_scale
+        self.num_skipped_steps = 0  # training steps skipped for a non-finite loss or gradient (logged)
+        self._optimizer_idx: int | None = None
         self.length_scale = args.length_scale
         if args.pretrained_encoder_path:
             from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
@@ -299,13 +307,25 @@ class Naturalspeech(BaseTTSE2E):
     ##########################
 
     def on_train_step_start(self, trainer) -> None:
-        """Follow the Trainer's global step; fit the memory bank once when the main stage begins."""
+        """Follow the Trainer's global step; fit the memory bank once when the main stage begins.
+
+        The global RNG is re-seeded from `training_seed` and the step, so the random slices, prior samples and dropout
+        of a step do not depend on how many steps this process ran: a run resumed from a checkpoint repeats the
+        uninterrupted run's losses exactly (deterministic CPU mode).
+        """
+        torch.manual_seed(self.config.training_seed + trainer.total_steps_done)
         previous = self.switches.stage
         self.step.fill_(trainer.total_steps_done)
         if self.switches.stage is not previous:
             logger.info("NaturalSpeech training stage: %s (step %d)", self.switches.stage.value, int(self.step))
         if self.switches.use_memory_bank and not bool(self.memory_initialized):
             self.init_memory_bank(trainer.train_loader)
+
+    def on_init_end(self, trainer) -> None:
+        """Make the Trainer's checkpoint writes atomic and clear temporaries a killed save left behind."""
+        make_trainer_saves_atomic(trainer)
+        if getattr(trainer.args, "rank", 0) == 0 and trainer.output_path:
+            remove_stale_temporaries(trainer.output_path)
 
     @torch.no_grad()
     def init_memory_bank(self, data_loader: DataLoader) -> None:
@@ -339,13 +359,57 @@ class Naturalspeech(BaseTTSE2E):
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def train_step(self, batch: dict, criterion: list[nn.Module], optimizer_idx: int) -> tuple[dict, dict]:
-        """One step of optimizer 0 (discriminator) or 1 (generator); the generator pass is cached in between."""
+        """One step of optimizer 0 (discriminator) or 1 (generator); the generator pass is cached in between.
+
+        A non-finite loss returns an empty loss dict, which makes the Trainer skip backward, optimizer and scheduler
+        steps (see `_skip_non_finite`); non-finite gradients are dropped in `before_gradient_clipping`.
+        """
+        self._optimizer_idx = optimizer_idx
         if optimizer_idx == 0:
-            return self._train_step_discriminator(batch, criterion)
-        if optimizer_idx == 1:
-            return self._train_step_generator(batch, criterion)
-        msg = f"Unexpected optimizer_idx {optimizer_idx}: NaturalSpeech has two optimizers (0: disc, 1: gen)."
-        raise ValueError(msg)
+            outputs, loss_dict = self._train_step_discriminator(batch, criterion)
+        elif optimizer_idx == 1:
+            outputs, loss_dict = self._train_step_generator(batch, criterion)
+        else:
+            msg = f"Unexpected optimizer_idx {optimizer_idx}: NaturalSpeech has two optimizers (0: disc, 1: gen)."
+            raise ValueError(msg)
+        return outputs, self._skip_non_finite(loss_dict, optimizer_idx)
+
+    def _skip_non_finite(self, loss_dict: dict, optimizer_idx: int) -> dict:
+        """`loss_dict`, or `{}` (the Trainer then skips the step) when its total loss is not finite on any rank."""
+        if not self.training:
+            return loss_dict
+        finite = torch.isfinite(loss_dict["loss"].detach()).all().float()
+        if is_dist_avail_and_initialized():  # every rank skips together, or DDP's gradient all-reduce would hang
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if bool(finite):
+            loss_dict["num_skipped_steps"] = float(self.num_skipped_steps)
+            return loss_dict
+        bad = [k for k, v in loss_dict.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()]
+        self.num_skipped_steps += 1
+        logger.warning(
+            "Non-finite loss at step %d (optimizer %d, %s): step skipped, weights unchanged (%d skipped so far).",
+            int(self.step),
+            optimizer_idx,
+            ", ".join(bad) or "on another rank",
+            self.num_skipped_steps,
+        )
+        return {}
+
+    def before_gradient_clipping(self) -> None:
+        """Drop the gradients of the current optimizer's parameters if any is non-finite: the optimizer skips them."""
+        is_disc = self._optimizer_idx == 0
+        params = [p for n, p in self.named_parameters() if n.startswith("disc.") == is_disc and p.grad is not None]
+        if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
+            return
+        for p in params:
+            p.grad = None
+        self.num_skipped_steps += 1
+        logger.warning(
+            "Non-finite gradient at step %d (optimizer %d): update skipped, weights unchanged (%d skipped so far).",
+            int(self.step),
+            self._optimizer_idx,
+            self.num_skipped_steps,
+        )
 
     def _train_step_discriminator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
         aux_input = {"durations": self._duration_labels(batch)}
@@ -426,8 +490,8 @@ class Naturalspeech(BaseTTSE2E):
     def get_data_loader(
         self, config: Coqpit, *, is_eval: bool = False, samples: list | None = None, verbose: bool = True, **kwargs
     ) -> DataLoader:
-        """The toolkit's VITS dataset: token ids plus raw waveforms; spectrograms are computed on the device."""
-        dataset = VitsDataset(
+        """Token ids plus raw waveforms (bad clips skipped up front); spectrograms are computed on the device."""
+        dataset = NaturalspeechDataset(
             # VitsDataset reads only `encoder_sample_rate` from its args: NaturalSpeech trains at the audio rate.
             model_args=VitsArgs(),
             samples=samples,
@@ -440,6 +504,8 @@ class Naturalspeech(BaseTTSE2E):
             precompute_num_workers=config.precompute_num_workers,
             tokenizer=self.tokenizer,
             start_by_longest=config.start_by_longest,
+            sample_rate=config.audio.sample_rate,
+            min_audio_samples=self.args.spec_segment_size * config.audio.hop_length + config.audio.fft_size,
         )
         if is_dist_avail_and_initialized():
             dist.barrier()
@@ -509,14 +575,17 @@ class Naturalspeech(BaseTTSE2E):
     def load_checkpoint(
         self, config: Coqpit, checkpoint_path: str, *, eval: bool = False, strict: bool = True, cache: bool = False
     ) -> None:
-        """Load model weights (and the training stage state) from a Trainer checkpoint."""
-        from trainer.io import load_fsspec
+        """Load model weights (and the training stage state) from a Trainer checkpoint or a bare state dict.
 
-        state = load_fsspec(checkpoint_path, map_location=torch.device("cpu"), cache=cache)
-        model_state = state["model"] if "model" in state else state
+        Loading is weights-only (no code in the file runs); a checkpoint of another model or size raises a
+        `CheckpointError` naming the first missing/unexpected/mismatched keys.
+        """
+        state = load_checkpoint_state(checkpoint_path, map_location="cpu", cache=cache)
+        model_state = state["model"] if isinstance(state.get("model"), dict) else state
         if eval or self.disc is None:
             model_state = {k: v for k, v in model_state.items() if not k.startswith("disc.")}
             self.disc = None
+        check_state_dict(self, model_state, strict=strict, source=str(checkpoint_path))
         self.load_state_dict(model_state, strict=strict)
         if eval:
             self.eval()
