@@ -265,6 +265,9 @@ class Naturalspeech(BaseTTSE2E):
         x_lengths = aux_input.get("x_lengths")
         if x_lengths is None:
             x_lengths = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
+        if x.size(1) == 0 or bool((x_lengths < 1).any()):
+            msg = f"NaturalSpeech.inference: every item needs at least one token, got lengths {x_lengths.tolist()}."
+            raise ValueError(msg)
         noise_scale = aux_input.get("noise_scale", self.noise_scale)
         length_scale = aux_input.get("length_scale", self.length_scale)
         h, x_mask = self.phoneme_encoder(x, x_lengths)
@@ -284,6 +287,15 @@ class Naturalspeech(BaseTTSE2E):
             "frame_lengths": prior.frame_lengths,
             "y_mask": prior.frame_mask,
         }
+
+    def synthesize(self, text: str, *args, **kwargs) -> dict[str, Any]:
+        """`BaseTTS.synthesize`, but text that leaves nothing to speak is a clear error, not a click or a crash."""
+        chars = self.tokenizer.characters
+        silent = {chars.char_to_id(c) for c in (chars.blank, chars.pad, " ") if c and c in chars.vocab}
+        if all(i in silent for i in self.tokenizer.text_to_ids(text, language=kwargs.get("language"))):
+            msg = f"text has no speakable characters after cleaning: {text!r}"
+            raise ValueError(msg)
+        return super().synthesize(text, *args, **kwargs)
 
     def _inference_switches(self) -> StageSwitches:
         # A fitted memory bank is used from the main stage on, whatever step the checkpoint was saved at.
@@ -589,6 +601,28 @@ class Naturalspeech(BaseTTSE2E):
         self.load_state_dict(model_state, strict=strict)
         if eval:
             self.eval()
+
+    ##########################
+    # ONNX (see TTS/tts/layers/naturalspeech/onnx_export.py)
+    ##########################
+
+    def export_onnx(self, output_path: str = "coqui_naturalspeech.onnx", verbose: bool = False) -> None:
+        """Export the inference path (no discriminator) to ONNX; this model is left unchanged."""
+        from TTS.tts.layers.naturalspeech.onnx_export import export_onnx
+
+        export_onnx(self, output_path, verbose=verbose)
+
+    def load_onnx(self, model_path: str, cuda: bool = False) -> None:
+        """Open an exported model with ONNX Runtime for :meth:`inference_onnx`."""
+        from TTS.tts.layers.naturalspeech.onnx_export import load_onnx
+
+        self.onnx_sess = load_onnx(model_path, cuda=cuda)
+
+    def inference_onnx(self, x, x_lengths=None):
+        """Synthesize with the ONNX session at the model's noise and length scales: numpy `[B, 1, T_wav]`."""
+        from TTS.tts.layers.naturalspeech.onnx_export import inference_onnx
+
+        return inference_onnx(self.onnx_sess, x, x_lengths, self.noise_scale, self.length_scale)
 
     @staticmethod
     def init_from_config(config: NaturalspeechConfig, samples: list | None = None) -> "Naturalspeech":
