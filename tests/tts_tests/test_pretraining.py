@@ -293,3 +293,22 @@ def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path, one
         ValueError, match=r"missing from the checkpoint: \['ж'\].*not in the model's vocabulary: \['ʑ'\]"
     ):
         load_pretrained_encoder(encoder, str(checkpoint), [("ж" if s == "ʑ" else s) for s in vocabulary])
+
+    # the NaturalSpeech model starts from the checkpoint through its one config field
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    tts_config = make_tiny_config(
+        model_args={**TINY_ENCODER, "pretrained_encoder_path": str(checkpoint)},
+        use_phonemes=True,
+        phoneme_language="en-us",
+        phonemizer="espeak",
+        text_cleaner="english_cleaners",
+    )
+    naturalspeech = Naturalspeech(tts_config)
+    loaded = naturalspeech.phoneme_encoder.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.items())
+    tts_config = make_tiny_config(
+        model_args={**TINY_ENCODER, "pretrained_encoder_path": str(checkpoint)}, use_phonemes=False
+    )
+    with pytest.raises(ValueError, match="missing from the checkpoint"):
+        Naturalspeech(tts_config)
