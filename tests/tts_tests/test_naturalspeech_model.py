@@ -228,3 +228,22 @@ def test_overfits_one_real_clip(tmp_path, ljspeech_dir):
     first = sum(step["loss_mel"] for step in losses[:5]) / 5
     last = sum(step["loss_mel"] for step in losses[-5:]) / 5
     assert last < 0.5 * first, f"mel loss went from {first:.2f} to {last:.2f}"
+
+
+def test_external_duration_labels_replace_alignment_search(tmp_path, ljspeech_dir):
+    import numpy as np
+
+    config, model = build(tmp_path, ljspeech_dir)
+    batch = load_batch(config, model, SHORT_CLIPS)
+    labels_dir = tmp_path / "durations"
+    labels_dir.mkdir()
+    expected = []
+    for audio_file, tokens, frames in zip(batch["audio_files"], batch["token_lens"], batch["spec_lens"]):
+        label = np.full(int(tokens), int(frames) // int(tokens))
+        label[-1] += int(frames) - label.sum()
+        np.save(labels_dir / f"{audio_file.rsplit('.', 1)[0]}.npy", label)
+        expected.append(label.tolist())
+    config.duration_labels_path = str(labels_dir)
+    outputs, _ = model.train_step(batch, model.get_criterion()[0], 0)
+    for index, label in enumerate(expected):
+        assert outputs["durations"][index, : len(label)].long().tolist() == label
