@@ -1,0 +1,119 @@
+"""ONNX export of NaturalSpeech's inference path, checked against PyTorch on the `trained_model_dir` checkpoint.
+
+The checkpoint has passed every training stage, so the exported graph includes the fitted memory bank.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from TTS.tts.layers.naturalspeech.onnx_export import DYNAMIC_AXES, INPUT_NAMES, OPSET_VERSION, inference_onnx
+
+# measured: max |ONNX - PyTorch| ~2e-7 on waveforms in [-1, 1] (float32 kernels differ in summation order)
+ATOL = 1e-4
+TEXTS = [
+    "Be a voice, not an echo.",
+    "Printing, in the only sense with which we are at present concerned, differs from most if not from all the arts.",
+]
+
+
+@pytest.fixture(scope="module")
+def model(trained_model_dir):
+    from TTS.config import load_config
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    config = load_config(str(trained_model_dir / "config.json"))
+    model = Naturalspeech.init_from_config(config)
+    model.load_checkpoint(config, str(trained_model_dir / "best_model.pth"), eval=True)
+    assert bool(model.memory_initialized)
+    return model
+
+
+@pytest.fixture(scope="module")
+def onnx_path(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "naturalspeech.onnx"
+    model.export_onnx(str(path))
+    model.load_onnx(str(path))
+    return path
+
+
+def _ids(model, text: str) -> torch.Tensor:
+    return torch.tensor([model.tokenizer.text_to_ids(text)], dtype=torch.long)
+
+
+def test_export_graph(model, onnx_path):
+    import onnx
+
+    graph = onnx.load(str(onnx_path))
+    onnx.checker.check_model(graph)
+    assert [i.name for i in graph.graph.input] == INPUT_NAMES
+    assert [o.name for o in graph.graph.output] == ["output"]
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == OPSET_VERSION
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
+    assert dims == {"input": ["batch_size", "phonemes"], "input_lengths": ["batch_size"], "scales": [2]}
+    out_dims = [d.dim_param or d.dim_value for d in graph.graph.output[0].type.tensor_type.shape.dim]
+    assert out_dims[0] == "batch_size" and out_dims[1] == 1 and out_dims[2] == DYNAMIC_AXES["output"][2]
+    # the discriminator and the posterior encoder are not part of inference
+    names = {init.name for init in graph.graph.initializer}
+    assert not any("disc" in name or "posterior_encoder" in name for name in names)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_onnx_matches_torch(model, onnx_path, text):
+    ids = _ids(model, text)
+    expected = model.inference(ids, {"noise_scale": 0.0})["model_outputs"].numpy()
+    actual = inference_onnx(model.onnx_sess, ids, noise_scale=0.0, length_scale=model.length_scale)
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=ATOL)
+
+
+def test_onnx_batch_matches_torch_batch(model, onnx_path):
+    rows = [model.tokenizer.text_to_ids(t) for t in TEXTS]
+    lengths = torch.tensor([len(r) for r in rows])
+    ids = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)] = torch.tensor(row)
+    expected = model.inference(ids, {"x_lengths": lengths, "noise_scale": 0.0, "length_scale": 1.2})["model_outputs"]
+    actual = inference_onnx(model.onnx_sess, ids, lengths, noise_scale=0.0, length_scale=1.2)
+    np.testing.assert_allclose(actual, expected.numpy(), rtol=0, atol=ATOL)
+    # one batched graph call is exact for the longest item only (HiFi-GAN sees the others' zero padding)
+    batched = inference_onnx(model.onnx_sess, ids, lengths, noise_scale=0.0, length_scale=1.2, per_item=False)
+    np.testing.assert_allclose(batched[1], expected[1].numpy(), rtol=0, atol=ATOL)
+
+
+def test_model_methods_use_model_scales(model, onnx_path):
+    ids = _ids(model, TEXTS[0])
+    wav = model.inference_onnx(ids)
+    assert wav.shape[:2] == (1, 1) and np.isfinite(wav).all() and np.abs(wav).max() > 0
+    with pytest.raises(ValueError, match="at least one token"):
+        model.inference_onnx(np.zeros((1, 0), dtype=np.int64))
+
+
+def test_onnx_runs_without_torch(model, onnx_path):
+    ids = model.tokenizer.text_to_ids(TEXTS[0])
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import onnxruntime as ort
+
+        session = ort.InferenceSession({str(onnx_path)!r}, providers=["CPUExecutionProvider"])
+        ids = np.array([{ids!r}], dtype=np.int64)
+        feeds = {{"input": ids, "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
+                  "scales": np.array([0.0, 1.0], dtype=np.float32)}}
+        (wav,) = session.run(["output"], feeds)
+        assert "torch" not in sys.modules, "onnxruntime inference imported torch"
+        np.save(sys.argv[1], wav)
+        """
+    )
+    out = onnx_path.parent / "no_torch.npy"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = model.inference(torch.tensor([ids]), {"noise_scale": 0.0})["model_outputs"].numpy()
+    np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=ATOL)
