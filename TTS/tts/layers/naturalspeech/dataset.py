@@ -89,14 +89,11 @@ class NaturalspeechDataset(VitsDataset):
         if info.frames <= 0:
             return "empty audio (0 samples)"
         token_ids = self.get_token_ids(idx, item["text"], item.get("language"))
-        special = {
-            getattr(self.tokenizer.characters, name, None) for name in ("blank_id", "pad_id", "bos_id", "eos_id")
-        }
-        special |= {
-            self.tokenizer.characters.char_to_id(c)
-            for c in ("<BLNK>", "<PAD>", "<BOS>", "<EOS>")
-            if c in self.tokenizer.characters.vocab
-        }
+        # blank/pad/bos/eos and the word separator alone carry no speech
+        characters = self.tokenizer.characters
+        special = {getattr(characters, name, None) for name in ("blank_id", "pad_id", "bos_id", "eos_id")}
+        markers = ("<BLNK>", "<PAD>", "<BOS>", "<EOS>", " ")
+        special |= {characters.char_to_id(c) for c in markers if c in characters.vocab}
         if not any(int(t) not in special for t in token_ids):
             return "transcript has no known symbols (all characters are outside the vocabulary)"
         if len(token_ids) > self.max_text_len:
