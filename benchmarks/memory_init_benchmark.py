@@ -13,40 +13,15 @@ import json
 import logging
 import os
 import platform
-import threading
 import time
 
 import psutil
 import torch
+from common import PeakRssSampler
 
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 
 logger = logging.getLogger(__name__)
-
-
-class PeakRssSampler:
-    """Track the peak resident set size of this process in a background thread."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval = interval
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "PeakRssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 def make_latents(num_frames: int, channels: int, num_centres: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

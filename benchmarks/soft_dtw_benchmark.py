@@ -19,33 +19,18 @@ import argparse
 import gc
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import torch
+from common import PeakRssSampler, header, install_source_finder
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("ours", "naive", "pysdtw")
 TARGET_SECONDS = 1.5
 TARGET_BYTES = 1 << 30
-
-
-def install_source_finder() -> None:
-    """Make `TTS.tts.layers.naturalspeech` importable from this checkout (as `tests/conftest.py` does)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "naturalspeech_source_finder", ROOT / "build_backend/source_finder.py"
-    )
-    finder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(finder)
-    finder.install(ROOT)
 
 
 def expanded_kl_matrix(sample, log_std_sample, mean_target, log_std_target) -> torch.Tensor:
@@ -90,23 +75,6 @@ def naive_soft_dtw(cost: torch.Tensor, gamma: float, warp: float) -> torch.Tenso
     return last[:, n]
 
 
-class PeakSampler(threading.Thread):
-    """Polls the process RSS every millisecond and keeps the maximum."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        import psutil
-
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self.running = True
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.001)
-
-
 def run_once(method: str, builder, inputs, gamma: float, warp: float) -> dict[str, float]:
     """Cost build + soft-DTW forward + backward to the KL inputs; returns the phase times in seconds."""
     start = time.perf_counter()
@@ -148,19 +116,12 @@ def worker(args) -> None:
     run_once(args.method, builder, make_inputs(2, 16, 12, args.channels), args.gamma, warp)  # compile / load caches
     inputs = make_inputs(args.batch, args.n, args.m, args.channels)
     gc.collect()
-    sampler = PeakSampler()
-    baseline = sampler.process.memory_info().rss
-    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    sampler.start()
-    runs = [run_once(args.method, builder, inputs, args.gamma, warp)]
-    sampler.running = False
-    sampler.join()
-    maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    peak = max(sampler.peak, maxrss_after if maxrss_after > maxrss_before else 0)
+    with PeakRssSampler(interval=0.001) as sampler:  # 1 ms psutil sampling plus getrusage maxrss
+        runs = [run_once(args.method, builder, inputs, args.gamma, warp)]
     runs += [run_once(args.method, builder, inputs, args.gamma, warp) for _ in range(args.reps - 1)]
     times = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     times["min_total_s"] = min(run["total_s"] for run in runs)  # least disturbed by other load on the machine
-    print(json.dumps({"method": args.method, "warp": warp, "peak_extra_bytes": peak - baseline, **times}))
+    print(json.dumps({"method": args.method, "warp": warp, "peak_extra_bytes": sampler.peak_extra, **times}))
     print(json.dumps({"cost_builder": builder_name}), file=sys.stderr)
 
 
@@ -232,8 +193,7 @@ def main() -> None:
         worker(args)
         return
 
-    print(f"soft-DTW benchmark: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), ", end="")
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), python {platform.python_version()}")
+    print(header("soft-DTW benchmark"))
     print(f"γ = {args.gamma}, warp = {args.warp_per_channel}·D, reps = {args.reps} (median)\n")
     full = (args.batch, args.n, args.m, args.channels)
     small = (args.batch, args.small_n, args.small_n, args.channels)

@@ -1,0 +1,323 @@
+"""Synthesis real-time factor on CPU: NaturalSpeech vs the toolkit's VITS at matched sizes (target: RTF ratio ≤ 1).
+
+Both models get the same random token ids and the same fixed durations (`--frames-per-token` frames for every
+token, passed as `aux_input["durations"]`, which both `inference()` methods accept), so both synthesize exactly
+the same number of frames whatever their untrained duration predictors would say; the noise seed is reset before
+every call. RTF = synthesis time / audio duration. The systems alternate within every repetition; the table reports
+median times and the median of the per-repetition ratios NaturalSpeech/VITS.
+
+The ONNX Runtime rows export each model once (VITS: a wrapper around `Vits.inference` with durations as an input,
+weight-norm parametrizations removed as in `Vits.export_onnx`; NaturalSpeech: its `export_onnx` if the model has
+one) and time `InferenceSession.run` with `intra_op_num_threads` = torch threads, alternating with eager.
+
+    python benchmarks/synthesis_rtf.py --size paper --lengths 20 80 --threads 2 1 --reps 3
+    python benchmarks/synthesis_rtf.py --size medium --lengths 20 80 200 --no-onnx --tag sweep
+"""
+
+import argparse
+import copy
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from common import (
+    add_common_arguments,
+    alternate,
+    build_configs,
+    environment,
+    header,
+    markdown_table,
+    median,
+    median_ratio,
+    write_csv,
+    write_json,
+)
+
+COLUMNS = [
+    "size",
+    "backend",
+    "threads",
+    "tokens",
+    "frames",
+    "audio_s",
+    "reps",
+    "naturalspeech_s",
+    "vits_s",
+    "naturalspeech_rtf",
+    "vits_rtf",
+    "rtf_ratio",
+    "naturalspeech_onnx_speedup",
+    "vits_onnx_speedup",
+    "note",
+]
+TARGET_RTF_RATIO = 1.0
+TARGET_ONNX_SPEEDUP = 1.5
+
+
+def build_models(size: str):
+    from TTS.tts.models.naturalspeech import Naturalspeech
+    from TTS.tts.models.vits import Vits
+
+    ns_config, vits_config = build_configs(size)
+    torch.manual_seed(0)
+    naturalspeech = Naturalspeech(ns_config).eval()
+    naturalspeech.memory_initialized.fill_(True)  # a trained model reads the fitted memory bank at inference
+    naturalspeech.disc = None
+    torch.manual_seed(0)
+    vits = Vits(vits_config).eval()
+    vits.disc = None
+    return naturalspeech, vits
+
+
+class _VitsFixedDurations(torch.nn.Module):
+    """`Vits.inference` with the durations as a graph input, for the ONNX export."""
+
+    def __init__(self, vits):
+        super().__init__()
+        self.vits = vits
+
+    def forward(self, tokens, token_lengths, durations):
+        aux_input = {"x_lengths": token_lengths, "durations": durations, "d_vectors": None, "speaker_ids": None}
+        return self.vits.inference(tokens, aux_input=aux_input)["model_outputs"]
+
+
+def _without_parametrizations(model):
+    """A copy of `model` with weight norm folded into plain weights (as `Vits.export_onnx` does)."""
+    from torch.nn.utils import parametrize
+
+    memo = {id(getattr(model, "disc", None)): None}
+    model = copy.deepcopy(model, memo).cpu().eval()
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            cls = type(module)
+            module.__class__ = type(cls.__name__, cls.__bases__, dict(vars(cls)))
+            parametrize.remove_parametrizations(module, "weight")
+    return model
+
+
+def export_vits_onnx(vits, path: Path, tokens: torch.Tensor, durations: torch.Tensor) -> None:
+    wrapper = _VitsFixedDurations(_without_parametrizations(vits))
+    lengths = torch.tensor([tokens.size(1)])
+    torch.onnx.export(
+        wrapper,
+        (tokens, lengths, durations),
+        str(path),
+        opset_version=18,
+        input_names=["input", "input_lengths", "durations"],
+        output_names=["output"],
+        dynamic_axes={"input": {1: "phonemes"}, "durations": {1: "phonemes"}, "output": {2: "samples"}},
+        dynamo=False,
+    )
+
+
+def constant_duration_copy(naturalspeech, frames_per_token: int):
+    """A copy whose duration predictor outputs log(`frames_per_token`) for every token.
+
+    `Naturalspeech.export_onnx` exports the predicted-duration path (no durations input); with this copy the graph
+    synthesizes the same number of frames as eager inference with `aux_input["durations"]`.
+    """
+    import math
+
+    model = copy.deepcopy(naturalspeech)
+    proj = model.durator.duration_predictor.proj
+    with torch.no_grad():
+        proj.weight.zero_()
+        proj.bias.fill_(math.log(frames_per_token))
+    return model
+
+
+def export_naturalspeech_onnx(naturalspeech, path: Path, frames_per_token: int) -> str | None:
+    """Export with the model's own `export_onnx`; returns why not when it does not exist (yet) or fails."""
+    if not hasattr(type(naturalspeech), "export_onnx"):
+        return "not available yet (Naturalspeech has no export_onnx)"
+    try:
+        constant_duration_copy(naturalspeech, frames_per_token).export_onnx(str(path))
+    except Exception as error:
+        return f"export_onnx failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return None
+
+
+def onnx_feed(session, tokens, durations, noise_scale: float, length_scale: float) -> dict:
+    """Inputs for an exported graph, matched by name (token ids, lengths, durations, scales)."""
+    import numpy as np
+
+    feed = {}
+    for arg in session.get_inputs():
+        name = arg.name.lower()
+        if "dur" in name:
+            feed[arg.name] = durations.numpy().astype(np.float32 if "float" in arg.type else np.int64)
+        elif "len" in name:
+            feed[arg.name] = np.array([tokens.size(1)], dtype=np.int64)
+        elif "scale" in name:
+            feed[arg.name] = np.array([noise_scale, length_scale, 1.0][: arg.shape[0] or 3], dtype=np.float32)
+        else:
+            feed[arg.name] = tokens.numpy()
+    return feed
+
+
+def make_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def measure(args) -> tuple[list[dict], dict]:
+    naturalspeech, vits = build_models(args.size)
+    hop, sample_rate = naturalspeech.config.audio.hop_length, naturalspeech.config.audio.sample_rate
+    vocab = min(naturalspeech.phoneme_encoder.emb.num_embeddings, vits.text_encoder.emb.num_embeddings)
+    generator = torch.Generator().manual_seed(0)
+    inputs = {}
+    for length in args.lengths:
+        tokens = torch.randint(1, vocab, (1, length), generator=generator)
+        inputs[length] = (tokens, torch.full((1, length), float(args.frames_per_token)))
+
+    exports, notes = {}, {}
+    workdir = Path(tempfile.mkdtemp(prefix="rtf_onnx_"))
+    if args.onnx:
+        try:
+            import onnxruntime  # noqa: F401
+
+            tokens, durations = inputs[args.lengths[0]]
+            export_vits_onnx(vits, workdir / "vits.onnx", tokens, durations)
+            exports["vits"] = workdir / "vits.onnx"
+        except Exception as error:
+            notes["vits"] = f"export failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        reason = export_naturalspeech_onnx(naturalspeech, workdir / "naturalspeech.onnx", args.frames_per_token)
+        if reason is None:
+            exports["naturalspeech"] = workdir / "naturalspeech.onnx"
+        else:
+            notes["naturalspeech"] = reason
+
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        sessions = {name: make_session(path, threads) for name, path in exports.items()}
+        for length in args.lengths:
+            tokens, durations = inputs[length]
+            frames = int(durations.sum())
+            audio_s = frames * hop / sample_rate
+            aux = {"durations": durations}
+
+            def eager(model, aux=aux, tokens=tokens):
+                torch.manual_seed(1234)
+                with torch.inference_mode():
+                    return model.inference(tokens, aux_input=dict(aux))
+
+            functions = {
+                "naturalspeech": lambda: eager(naturalspeech),
+                "vits": lambda: eager(vits),
+            }
+            for name, session in sessions.items():
+                model = naturalspeech if name == "naturalspeech" else vits
+                feed = onnx_feed(session, tokens, durations, model.config.model_args.inference_noise_scale, 1.0)
+                functions[f"{name}_onnx"] = lambda session=session, feed=feed: session.run(None, feed)
+                samples = session.run(None, feed)[0].shape[-1]
+                if samples != frames * hop:
+                    notes[f"{name}_{length}"] = f"ONNX output {samples} samples, eager {frames * hop}"
+            times = alternate(functions, args.reps, warmup=1)
+            row = {
+                "size": args.size,
+                "backend": "eager",
+                "threads": threads,
+                "tokens": length,
+                "frames": frames,
+                "audio_s": audio_s,
+                "reps": args.reps,
+                "naturalspeech_s": median(times["naturalspeech"]),
+                "vits_s": median(times["vits"]),
+                "rtf_ratio": median_ratio(times["naturalspeech"], times["vits"]),
+            }
+            row["naturalspeech_rtf"] = row["naturalspeech_s"] / audio_s
+            row["vits_rtf"] = row["vits_s"] / audio_s
+            rows.append(row)
+            if args.onnx:
+                onnx_row = {**{k: row[k] for k in ("size", "threads", "tokens", "frames", "audio_s", "reps")}}
+                onnx_row["backend"] = "onnxruntime"
+                for name in ("naturalspeech", "vits"):
+                    if f"{name}_onnx" in times:
+                        onnx_row[f"{name}_s"] = median(times[f"{name}_onnx"])
+                        onnx_row[f"{name}_rtf"] = onnx_row[f"{name}_s"] / audio_s
+                        onnx_row[f"{name}_onnx_speedup"] = median_ratio(times[name], times[f"{name}_onnx"])
+                if "naturalspeech_onnx" in times and "vits_onnx" in times:
+                    onnx_row["rtf_ratio"] = median_ratio(times["naturalspeech_onnx"], times["vits_onnx"])
+                onnx_row["note"] = "; ".join(f"{k}: {v}" for k, v in notes.items())
+                rows.append(onnx_row)
+            print(markdown_table(rows[-2 if args.onnx else -1 :], COLUMNS[:-1]).split("\n", 2)[-1], flush=True)
+    return rows, notes
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = sorted({(r["size"], r["backend"], r["threads"]) for r in rows})
+    for size, backend, threads in groups:
+        group = sorted(
+            (r for r in rows if (r["size"], r["backend"], r["threads"]) == (size, backend, threads)),
+            key=lambda r: r["tokens"],
+        )
+        for system, style in (("naturalspeech", "-o"), ("vits", "--s")):
+            points = [(r["tokens"], r.get(f"{system}_rtf")) for r in group if r.get(f"{system}_rtf") is not None]
+            if points:
+                label = f"{'NaturalSpeech' if system == 'naturalspeech' else 'VITS'} {size} {backend} {threads}t"
+                ax.plot(*zip(*points, strict=True), style, label=label)
+    ax.set_xlabel("input tokens (fixed durations, same frames for both models)")
+    ax.set_ylabel("RTF (synthesis time / audio duration)")
+    ax.set_title("CPU synthesis RTF vs input length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="paper", choices=["paper", "medium", "tiny"])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[20, 80, 200])
+    parser.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count(), 1])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--frames-per-token", type=int, default=4)
+    parser.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
+    parser.add_argument("--plot", type=Path, help="also draw RTF vs length here")
+    add_common_arguments(parser)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.quick:
+        args.size, args.lengths, args.threads, args.reps = "tiny", [8, 16], [1], 1
+    print(header("synthesis RTF"))
+    rows, notes = measure(args)
+    stem = f"synthesis_rtf{'_' + args.tag if args.tag else ''}"
+    eager = [r for r in rows if r["backend"] == "eager"]
+    onnx = [r for r in rows if r["backend"] == "onnxruntime"]
+    summary = {
+        "environment": environment(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "targets": {"rtf_ratio_max": TARGET_RTF_RATIO, "onnx_speedup_min": TARGET_ONNX_SPEEDUP},
+        "rtf_ratio_met": all(r["rtf_ratio"] <= TARGET_RTF_RATIO for r in eager),
+        "naturalspeech_onnx_speedup_met": (
+            all(r.get("naturalspeech_onnx_speedup", 0) >= TARGET_ONNX_SPEEDUP for r in onnx) if onnx else None
+        ),
+        "onnx_notes": notes,
+        "results": rows,
+    }
+    write_json(args.out_dir / f"{stem}.json", summary)
+    write_csv(args.out_dir / f"{stem}.csv", rows, COLUMNS)
+    if args.plot:
+        plot(rows, args.plot)
+    print(markdown_table(rows, COLUMNS))
+    print(f"wrote {args.out_dir / stem}.json|csv")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Training step time and peak memory of NaturalSpeech per stage vs the toolkit's VITS at matched sizes (CPU).
+
+A step is what the Trainer does with two optimizers: discriminator step then generator step, each `zero_grad`,
+`train_step`, `backward`, gradient clipping at `config.grad_clip`, `optimizer.step()`. Both models train on the
+same real batch (`--batch-size` shortest clips of the shared LJSpeech folder, phonemized with espeak-ng) through
+their own `get_data_loader`/`format_batch_on_device`. NaturalSpeech stages are set with `model.step.fill_(n)` and
+`model.memory_initialized.fill_(True)`:
+
+- `warmup`: step 0 (alignment search durations, L_bwd, no memory bank);
+- `main`: step = warmup_steps, memory bank on, L_fwd, predicted durations with soft-DTW KL;
+- `main_no_sdtw`: the same with `use_soft_dtw=False` (aligned durations, no soft-DTW);
+- `tuning`: step = tuning_start_step (adds L_e2e through the decoder).
+
+Every (system, stage) runs in a fresh subprocess, so its peak RSS (`getrusage` maxrss, and the psutil-sampled peak
+above the RSS before the first step) is its own; one untimed step first, then `--steps` timed steps (median).
+Repetitions cycle through all configurations, the order reversed every other repetition; ratios to VITS are formed
+within each repetition and the median is reported.
+
+    python benchmarks/training_step.py --size medium --reps 2 --steps 2
+"""
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import (
+    ROOT,
+    PeakRssSampler,
+    add_common_arguments,
+    build_configs,
+    environment,
+    header,
+    markdown_table,
+    max_rss_bytes,
+    median,
+    median_ratio,
+    run_json_worker,
+    write_csv,
+    write_json,
+)
+
+CONFIGURATIONS = ("vits", "warmup", "main", "main_no_sdtw", "tuning")
+TARGETS = {"warmup": 1.2, "main": 2.0}
+COLUMNS = [
+    "configuration",
+    "size",
+    "batch_size",
+    "reps",
+    "step_s",
+    "step_ratio_vs_vits",
+    "peak_rss_mb",
+    "peak_rss_ratio_vs_vits",
+    "step_peak_extra_mb",
+    "step_peak_extra_ratio_vs_vits",
+    "target_ratio",
+    "target_met",
+]
+
+
+def shortest_clips(data_dir: Path, count: int) -> list[str]:
+    wavs = sorted((data_dir / "wavs").glob("*.wav"), key=lambda p: p.stat().st_size)
+    return [p.stem for p in wavs[:count]]
+
+
+def prepare_config(config, data_dir: Path, output_path: Path, batch_size: int):
+    """The dataset and phonemizer settings of the recipes (as `tests.make_ljspeech_config`), for either model."""
+    from TTS.tts.configs.shared_configs import BaseDatasetConfig
+
+    config.datasets = [BaseDatasetConfig(formatter="ljspeech", path=str(data_dir), meta_file_train="metadata.csv")]
+    config.use_phonemes = True
+    config.phonemizer = "espeak"
+    config.phoneme_language = "en-us"
+    config.text_cleaner = "english_cleaners"
+    config.phoneme_cache_path = str(output_path / "phoneme_cache")
+    config.output_path = str(output_path)
+    config.batch_size = config.eval_batch_size = batch_size
+    config.num_loader_workers = config.num_eval_loader_workers = 0
+    return config
+
+
+def load_batch(config, model, clip_ids: list[str]) -> dict:
+    from TTS.tts.datasets import load_tts_samples
+
+    samples, _ = load_tts_samples(config, eval_split=False)
+    samples = [s for s in samples if Path(s["audio_file"]).stem in clip_ids]
+    loader = model.get_data_loader(config, samples=samples, verbose=False)
+    return model.format_batch_on_device(model.format_batch(next(iter(loader))))
+
+
+def build(configuration: str, size: str, data_dir: Path, output_path: Path, batch_size: int):
+    import torch
+
+    ns_overrides = {"use_soft_dtw": False} if configuration == "main_no_sdtw" else {}
+    ns_config, vits_config = build_configs(size, **ns_overrides)
+    torch.manual_seed(0)
+    if configuration == "vits":
+        from TTS.tts.models.vits import Vits
+
+        config = prepare_config(vits_config, data_dir, output_path, batch_size)
+        model = Vits.init_from_config(config)
+    else:
+        from TTS.tts.models.naturalspeech import Naturalspeech
+
+        config = prepare_config(ns_config, data_dir, output_path, batch_size)
+        model = Naturalspeech(config)
+        step = {"warmup": 0, "tuning": config.tuning_start_step}.get(configuration, config.warmup_steps)
+        model.step.fill_(step)
+        model.memory_initialized.fill_(configuration != "warmup")
+    return config, model.train()
+
+
+def training_step(model, batch, criteria, optimizers, grad_clip) -> None:
+    """Discriminator then generator step, as the Trainer does with two optimizers."""
+    import torch
+
+    for index, optimizer in enumerate(optimizers):
+        optimizer.zero_grad(set_to_none=True)
+        _, loss_dict = model.train_step(batch, criteria[index], index)
+        loss_dict["loss"].backward()
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip[index])
+        optimizer.step()
+
+
+def worker(args) -> None:
+    """One configuration in this fresh process; prints one JSON line."""
+    import torch
+
+    logging.disable(logging.WARNING)
+    config, model = build(args.worker, args.size, args.data_dir, args.work_dir, args.batch_size)
+    batch = load_batch(config, model, shortest_clips(args.data_dir, args.batch_size))
+    criteria, optimizers = model.get_criterion(), model.get_optimizer()
+    grad_clip = config.grad_clip if isinstance(config.grad_clip, list) else [config.grad_clip] * 2
+    with PeakRssSampler(interval=0.005) as sampler:
+        start = time.perf_counter()
+        training_step(model, batch, criteria, optimizers, grad_clip)  # first step: allocator and caches warm up
+        first = time.perf_counter() - start
+        times = []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            training_step(model, batch, criteria, optimizers, grad_clip)
+            times.append(time.perf_counter() - start)
+    result = {
+        "configuration": args.worker,
+        "step_s": statistics.median(times),
+        "first_step_s": first,
+        "peak_rss_mb": max_rss_bytes() / 2**20,
+        "step_peak_extra_mb": sampler.peak_extra / 2**20,
+        "tokens": list(batch["tokens"].shape),
+        "spec_frames": int(batch["spec"].shape[2]),
+        "torch_threads": torch.get_num_threads(),
+    }
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="medium", choices=["paper", "medium", "tiny"])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=2, help="fresh-process runs of every configuration")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per run (after one untimed step)")
+    parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS)
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "ljspeech")
+    parser.add_argument("--timeout", type=float, default=1200.0)
+    parser.add_argument("--worker", choices=CONFIGURATIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--work-dir", type=Path, help=argparse.SUPPRESS)
+    add_common_arguments(parser)
+    args = parser.parse_args()
+    if args.quick:
+        args.size, args.batch_size, args.reps, args.steps = "tiny", 2, 1, 1
+        args.configurations = ["vits", "warmup", "main"]
+    if args.worker:
+        worker(args)
+        return
+    if "vits" not in args.configurations:
+        args.configurations.insert(0, "vits")
+
+    print(header("training step"))
+    print(f"size {args.size}, batch {args.batch_size}, {args.reps} reps x {args.steps} timed steps\n", flush=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="train_step_"))
+    runs: dict[str, list[dict]] = {c: [] for c in args.configurations}
+    for rep in range(args.reps):
+        order = args.configurations if rep % 2 == 0 else list(reversed(args.configurations))
+        for configuration in order:
+            command = [sys.executable, __file__, "--worker", configuration, "--size", args.size]
+            command += ["--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+            command += ["--data-dir", str(args.data_dir), "--work-dir", str(work_dir)]
+            result = run_json_worker(command, args.timeout)
+            result["rep"] = rep
+            runs[configuration].append(result)
+            print(f"rep {rep} {configuration}: {json.dumps(result)}", flush=True)
+
+    def values(configuration: str, key: str) -> list[float]:
+        return [r.get(key) for r in runs[configuration]]
+
+    rows = []
+    for configuration in args.configurations:
+        ok = all("error" not in r for r in runs[configuration] + runs["vits"])
+        row = {"configuration": configuration, "size": args.size, "batch_size": args.batch_size, "reps": args.reps}
+        if not ok:
+            row["error"] = next(r["error"] for r in runs[configuration] + runs["vits"] if "error" in r)
+            rows.append(row)
+            continue
+        for key in ("step_s", "peak_rss_mb", "step_peak_extra_mb"):
+            row[key] = median(values(configuration, key))
+            ratio_key = "step_ratio_vs_vits" if key == "step_s" else f"{key[:-3]}_ratio_vs_vits"
+            row[ratio_key] = median_ratio(values(configuration, key), values("vits", key))
+        if configuration in TARGETS:
+            row["target_ratio"] = TARGETS[configuration]
+            row["target_met"] = row["step_ratio_vs_vits"] <= TARGETS[configuration]
+        rows.append(row)
+    summary = {
+        "environment": environment(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "targets_step_ratio_vs_vits": TARGETS,
+        "results": rows,
+        "runs": runs,
+    }
+    write_json(args.out_dir / "training_step.json", summary)
+    write_csv(args.out_dir / "training_step.csv", rows, [*COLUMNS, "error"])
+    print(markdown_table(rows, COLUMNS))
+    print(f"wrote {args.out_dir / 'training_step'}.json|csv")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
