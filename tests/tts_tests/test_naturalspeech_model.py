@@ -243,7 +243,7 @@ def test_external_duration_labels_replace_alignment_search(tmp_path, ljspeech_di
         label[-1] += int(frames) - label.sum()
         np.save(labels_dir / f"{audio_file.rsplit('.', 1)[0]}.npy", label)
         expected.append(label.tolist())
-    config.duration_labels_path = str(labels_dir)
+    model.config.duration_labels_path = str(labels_dir)
     outputs, _ = model.train_step(batch, model.get_criterion()[0], 0)
     for index, label in enumerate(expected):
         assert outputs["durations"][index, : len(label)].long().tolist() == label
