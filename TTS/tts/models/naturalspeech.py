@@ -408,9 +408,15 @@ class Naturalspeech(BaseTTSE2E):
         return {}
 
     def before_gradient_clipping(self) -> None:
-        """Drop the gradients of the current optimizer's parameters if any is non-finite: the optimizer skips them."""
+        """Average gradients over ranks; drop them if any is non-finite, so the optimizer skips this update.
+
+        The Trainer calls `train_step` on the module inside its `DistributedDataParallel` wrapper, so DDP's own
+        gradient hooks never run (they are armed only by `DDP.forward`): the model averages its gradients here.
+        """
         is_disc = self._optimizer_idx == 0
         params = [p for n, p in self.named_parameters() if n.startswith("disc.") == is_disc and p.grad is not None]
+        if params and is_dist_avail_and_initialized() and dist.get_world_size() > 1:
+            _average_gradients(params)
         if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
             return
         for p in params:
@@ -630,6 +636,18 @@ class Naturalspeech(BaseTTSE2E):
 
 
 NaturalSpeech = Naturalspeech
+
+
+def _average_gradients(params: list[nn.Parameter]) -> None:
+    """All-reduce the gradients of `params` (the same list on every rank) to their mean, in one flat buffer."""
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
 
 
 def _check_decoder_matches_audio(args, audio) -> None:
