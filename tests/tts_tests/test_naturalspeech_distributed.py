@@ -1,0 +1,111 @@
+"""Distributed training on CPU: 2 processes, gloo, `DistributedDataParallel` wrapped the way the Trainer wraps it.
+
+The Trainer wraps the model in DDP and then calls `train_step` on the wrapped module, so DDP's forward (which arms
+its gradient hooks and its unused-parameter check) never runs: there is no unused-parameter error in any stage, and
+the model averages gradients itself in `before_gradient_clipping`. These tests check the result: identical weights
+on both ranks after steps in every stage with different data per rank, and one k-means fit on rank 0, broadcast.
+"""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from tests import LJSPEECH_DIR, load_samples, make_ljspeech_config
+
+CLIPS = ["LJ001-0001", "LJ001-0002"]
+STEPS = 5  # warm-up 0-1, main 2-3 (memory init at 2), tuning 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, out_dir: str, average: bool) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from TTS.tts.layers.naturalspeech import memory_bank as memory_bank_module
+        from TTS.tts.models.naturalspeech import Naturalspeech
+
+        config = make_ljspeech_config(LJSPEECH_DIR, out_dir, batch_size=1, warmup_steps=2, tuning_start_step=4)
+        torch.manual_seed(1234 + rank)  # different initial weights: DDP's construction broadcast must fix them
+        model = Naturalspeech(config)
+        if not average:  # the protection removed: no gradient averaging
+            model.before_gradient_clipping = lambda: None
+        ddp = DistributedDataParallel(model)  # as trainer.Trainer does (no find_unused_parameters needed)
+        module = ddp.module
+        loader = module.get_data_loader(config, samples=load_samples(config, CLIPS))  # DistributedSampler
+        assert len(loader) == 1  # one clip per rank: the ranks see different data
+
+        fits = []
+        original_fit = memory_bank_module.MemoryBank.init_from_latents
+
+        def counting_fit(self, *args, **kwargs):
+            fits.append(rank)
+            return original_fit(self, *args, **kwargs)
+
+        memory_bank_module.MemoryBank.init_from_latents = counting_fit
+        with torch.no_grad():  # a rank-1 bank that differs: only the broadcast can make them equal
+            module.memory_bank.bank.add_(rank)
+
+        criteria, optimizers = module.get_criterion(), module.get_optimizer()
+
+        class _Trainer:  # what `on_train_step_start` reads from the Trainer
+            total_steps_done = 0
+            train_loader = loader
+
+        for step in range(STEPS):
+            _Trainer.total_steps_done = step
+            module.on_train_step_start(_Trainer)
+            batch = module.format_batch_on_device(module.format_batch(next(iter(loader))))
+            for idx, optimizer in enumerate(optimizers):  # Trainer.optimize, without AMP
+                _, loss_dict = module.train_step(batch, criteria[idx], idx)
+                assert loss_dict, f"rank {rank} step {step}: skipped"
+                loss_dict["loss"].backward()
+                module.before_gradient_clipping()
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1000)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            module.zero_grad(set_to_none=True)
+
+        flat = torch.cat([v.float().reshape(-1) for v in module.state_dict().values()])
+        gathered = [torch.zeros_like(flat) for _ in range(world_size)]
+        dist.all_gather(gathered, flat)
+        fit_counts = [torch.zeros(1) for _ in range(world_size)]
+        dist.all_gather(fit_counts, torch.tensor([float(len(fits))]))
+        if rank == 0:
+            difference = (gathered[0] - gathered[1]).abs().max().item()
+            result = {"max_difference": difference, "fits": [int(c) for c in fit_counts]}
+            torch.save(result, os.path.join(out_dir, "result.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(tmp_path, average: bool) -> dict:
+    if not (LJSPEECH_DIR / "metadata.csv").is_file():
+        pytest.skip("real LJSpeech clips not found")
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), average), nprocs=2, join=True)
+    return torch.load(tmp_path / "result.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_ranks_keep_identical_weights_in_every_stage(tmp_path):
+    result = _run(tmp_path, average=True)
+    assert result["fits"] == [1, 0]  # k-means on rank 0 only
+    assert result["max_difference"] == 0.0  # weights, memory bank and step/memory_initialized buffers
+
+
+@pytest.mark.slow
+def test_without_gradient_averaging_the_ranks_drift_apart(tmp_path):
+    """The check above is not vacuous: with the averaging removed, the ranks' weights differ."""
+    result = _run(tmp_path, average=False)
+    assert result["max_difference"] > 0.0
