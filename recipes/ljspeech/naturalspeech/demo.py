@@ -119,10 +119,13 @@ def plot(run_dir: Path, wav_path: Path, out_dir: Path) -> Path:
     top.imshow(mel, aspect="auto", origin="lower", interpolation="none")
     top.set_title(f"NaturalSpeech (CPU demo) mel spectrogram: {DEMO_TEXT!r}")
     top.set_ylabel("mel band")
-    bottom.bar(range(len(durations)), durations)
-    bottom.set_xticks(range(len(symbols)), [s if s.strip() else "·" for s in symbols], fontsize=7)
+    blank = model.tokenizer.characters.blank
+    colors = ["lightgray" if s == blank else "tab:blue" for s in symbols]
+    bottom.bar(range(len(durations)), durations, color=colors)
+    labels = ["" if s == blank else (s if s.strip() else "␣") for s in symbols]
+    bottom.set_xticks(range(len(symbols)), labels, fontsize=8)
     bottom.set_ylabel("frames")
-    bottom.set_title("predicted phoneme durations")
+    bottom.set_title("predicted durations (blue: phonemes, gray: blank tokens between them)")
     fig.tight_layout()
     png_path = out_dir / "naturalspeech_demo.png"
     fig.savefig(png_path, dpi=100)
