@@ -62,5 +62,5 @@ def test_duration_label_mismatch_is_a_clear_error(tmp_path, values, token_length
 
 
 def test_missing_duration_label_names_the_file(tmp_path):
-    with pytest.raises(ValueError, match="No duration label for 'x.wav'"):
+    with pytest.raises(ValueError, match=r"No duration label for 'x\.wav'"):
         load_duration_labels(tmp_path, ["x.wav"], torch.tensor([3]), torch.tensor([6]))
