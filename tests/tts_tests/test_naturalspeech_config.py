@@ -104,3 +104,14 @@ def test_args_docstring_documents_every_field():
             own_fields = {name for name in own_fields if name not in inherited or name in cls.__annotations__}
         assert own_fields - documented == set(), f"undocumented fields of {cls.__name__}"
         assert documented - own_fields == set(), f"documented fields that do not exist in {cls.__name__}"
+
+
+def test_keys_the_trainer_adds_on_resume_are_accepted(tmp_path):
+    # trainer/io.py copy_model_files writes these into the run folder's config.json of a continued run
+    data = NaturalspeechConfig().to_dict()
+    data.update(restore_path="/runs/x/checkpoint_10.pth", github_branch="main")
+    loaded = load_config(_write(tmp_path, data))
+    assert type(loaded) is NaturalspeechConfig
+    data["model_args"]["restore_path"] = "x"  # only at the top level, where the Trainer puts them
+    with pytest.raises(ValueError, match="'model_args.restore_path'"):
+        load_config(_write(tmp_path, data))

@@ -356,12 +356,19 @@ class NaturalspeechConfig(BaseTTSConfig):
         return super().from_dict(data)
 
 
+# Keys the Trainer adds to a run folder's config.json when a run is continued or restored (trainer/io.py
+# `copy_model_files`); they are not config fields, and `load_config` must still read that file on resume.
+TRAINER_ADDED_KEYS = frozenset({"restore_path", "github_branch"})
+
+
 def check_config_dict(config_class: type, data: dict, prefix: str = "") -> None:
     """Raise a `ValueError` naming the first unknown field or badly typed value of `data` for `config_class`."""
     known = {f.name: f for f in dataclasses.fields(config_class)}
     hints = typing.get_type_hints(config_class)
     for key, value in data.items():
         name = f"{prefix}{key}"
+        if not prefix and key in TRAINER_ADDED_KEYS:
+            continue
         if key not in known:
             msg = f"Unknown config field '{name}' for {config_class.__name__}."
             raise ValueError(msg)
