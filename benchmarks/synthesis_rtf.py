@@ -252,28 +252,45 @@ def measure(args) -> tuple[list[dict], dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """RTF vs input tokens: one panel per size; colour = system, line = backend, marker = threads (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups = sorted({(r["size"], r["backend"], r["threads"]) for r in rows})
-    for size, backend, threads in groups:
-        group = sorted(
-            (r for r in rows if (r["size"], r["backend"], r["threads"]) == (size, backend, threads)),
-            key=lambda r: r["tokens"],
-        )
-        for system, style in (("naturalspeech", "-o"), ("vits", "--s")):
-            points = [(r["tokens"], r.get(f"{system}_rtf")) for r in group if r.get(f"{system}_rtf") is not None]
-            if points:
-                label = f"{'NaturalSpeech' if system == 'naturalspeech' else 'VITS'} {size} {backend} {threads}t"
-                ax.plot(*zip(*points, strict=True), style, label=label)
-    ax.set_xlabel("input tokens (fixed durations, same frames for both models)")
-    ax.set_ylabel("RTF (synthesis time / audio duration)")
-    ax.set_title("CPU synthesis RTF vs input length")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    sizes = sorted({r["size"] for r in rows})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.5), squeeze=False)
+    colours = {"naturalspeech": "tab:blue", "vits": "tab:orange"}
+    lines = {"eager": "-", "onnxruntime": ":"}
+    markers = ["o", "s", "^", "d"]
+    for ax, size in zip(axes[0], sizes, strict=True):
+        at_size = [r for r in rows if r["size"] == size]
+        threads = sorted({r["threads"] for r in at_size}, reverse=True)
+        for backend in ("eager", "onnxruntime"):
+            for index, thread_count in enumerate(threads):
+                group = sorted(
+                    (r for r in at_size if r["backend"] == backend and r["threads"] == thread_count),
+                    key=lambda r: r["tokens"],
+                )
+                for system in ("naturalspeech", "vits"):
+                    points = [(r["tokens"], r[f"{system}_rtf"]) for r in group if r.get(f"{system}_rtf") is not None]
+                    if not points:
+                        continue
+                    name = "NaturalSpeech" if system == "naturalspeech" else "VITS"
+                    ax.plot(
+                        *zip(*points, strict=True),
+                        linestyle=lines[backend],
+                        marker=markers[index % len(markers)],
+                        color=colours[system],
+                        label=f"{name} {backend} {thread_count} thread{'s' if thread_count > 1 else ''}",
+                    )
+        ax.set_yscale("log")
+        ax.set_xlabel("input tokens (fixed durations: same frames for both models)")
+        ax.set_ylabel("RTF = synthesis time / audio duration")
+        ax.set_title(f"{size} size")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("CPU synthesis RTF vs input length (shared 2-core machine: compare systems within a panel)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
