@@ -34,6 +34,7 @@ from common import (
     ROOT,
     PeakRssSampler,
     add_common_arguments,
+    alternate,
     build_configs,
     environment,
     header,
@@ -166,6 +167,53 @@ def worker(args) -> None:
     print(json.dumps(result))
 
 
+def alternate_in_process(args) -> None:
+    """All configurations built in this one process, their steps alternating (`common.alternate`).
+
+    Load from other jobs drifts over minutes; steps taken turn by turn within seconds of each other see the same
+    load, so the per-round ratios to VITS are far less noisy than ratios between separate processes. No memory figure
+    (all models share the process).
+    """
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.disable(logging.WARNING)
+    work_dir = Path(tempfile.mkdtemp(prefix="train_step_"))
+    steps = {}
+    for configuration in args.configurations:
+        config, model = build(configuration, args.size, args.data_dir, work_dir, args.batch_size)
+        batch = load_batch(config, model, shortest_clips(args.data_dir, args.batch_size))
+        criteria, optimizers = model.get_criterion(), model.get_optimizer()
+        grad_clip = config.grad_clip if isinstance(config.grad_clip, list) else [config.grad_clip] * 2
+        steps[configuration] = lambda m=model, b=batch, c=criteria, o=optimizers, g=grad_clip: training_step(
+            m, b, c, o, g
+        )
+    times = alternate(steps, args.reps, warmup=1)
+    rows = []
+    for configuration in args.configurations:
+        row = {"configuration": configuration, "size": args.size, "batch_size": args.batch_size, "reps": args.reps}
+        row["step_s"] = median(times[configuration])
+        row["step_ratio_vs_vits"] = median_ratio(times[configuration], times["vits"])
+        row["min_step_s"] = min(times[configuration])
+        row["min_step_ratio_vs_vits"] = row["min_step_s"] / min(times["vits"])
+        if configuration in TARGETS:
+            row["target_ratio"] = TARGETS[configuration]
+            row["target_met"] = row["step_ratio_vs_vits"] <= TARGETS[configuration]
+        rows.append(row)
+    summary = {
+        "environment": environment(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "targets_step_ratio_vs_vits": TARGETS,
+        "results": rows,
+        "times": times,
+    }
+    write_json(args.out_dir / "training_step_in_process.json", summary)
+    write_csv(args.out_dir / "training_step_in_process.csv", rows, [c for c in COLUMNS if "rss" not in c])
+    print(markdown_table(rows, [c for c in COLUMNS if "rss" not in c]))
+    print(f"wrote {args.out_dir / 'training_step_in_process'}.json|csv")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="medium", choices=["paper", "medium", "tiny"])
@@ -176,6 +224,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "ljspeech")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the workers (0: torch's default)")
     parser.add_argument("--timeout", type=float, default=1200.0)
+    parser.add_argument(
+        "--in-process", action="store_true", help="time all configurations alternating in one process (no memory)"
+    )
     parser.add_argument("--worker", choices=CONFIGURATIONS, help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", type=Path, help=argparse.SUPPRESS)
     add_common_arguments(parser)
@@ -188,6 +239,10 @@ def main() -> None:
         return
     if "vits" not in args.configurations:
         args.configurations.insert(0, "vits")
+    if args.in_process:
+        print(header("training step (in-process, alternating)"), flush=True)
+        alternate_in_process(args)
+        return
 
     print(header("training step"))
     print(f"size {args.size}, batch {args.batch_size}, {args.reps} reps x {args.steps} timed steps\n", flush=True)
