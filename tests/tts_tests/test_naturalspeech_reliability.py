@@ -361,7 +361,7 @@ def test_predicted_durations_are_bounded_at_model_level():
 
 
 def _bf16_steps() -> int:
-    return int(os.environ.get("NATURALSPEECH_BF16_STEPS", "60"))
+    return int(os.environ.get("NATURALSPEECH_BF16_STEPS", "30"))
 
 
 @pytest.mark.slow
@@ -478,6 +478,13 @@ def test_resume_after_sigkill_in_each_stage_repeats_the_uninterrupted_run(tmp_pa
         assert f"Continuing from checkpoint_{last_checkpoint}.pth" in output, output[-3000:]
         if last_checkpoint + 1 >= 3:  # the bank was fitted before the kill: loaded, never re-fitted
             assert "Initialising the memory bank" not in output, output[-3000:]
+    # Before the first resume the runs are bit-identical (same seed, same initial weights). After a resume the
+    # losses agree to float32 rounding but not always bit for bit (measured: 5e-7 relative on the generator loss
+    # in one step out of nine), so they are compared at 1e-5 relative: a re-fitted memory bank, a lost optimizer
+    # or scheduler state, or a restarted stage would all change them by far more.
     for step, losses in sorted(resumed.items()):
-        assert losses == reference[step], (step, losses, reference[step])
+        if step <= 1:
+            assert losses == reference[step], (step, losses, reference[step])
+        expected = [float(value) for value in reference[step]]
+        assert [float(value) for value in losses] == pytest.approx(expected, rel=1e-5), (step, losses, expected)
     assert set(resumed) == set(range(9))

@@ -71,6 +71,27 @@ class Naturalspeech(BaseTTSE2E):
         super().__init__(config, ap, tokenizer, speaker_manager, language_manager)
         args = self.args
         _check_decoder_matches_audio(args, config.audio)
+        # The same initial weights in every process and on every DDP rank, so a run is reproducible from its seed;
+        # the caller's global random state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.training_seed)
+            self._build_networks(args)
+        # Training progress is model state, saved with every checkpoint: a resumed run continues in its stage
+        # with its fitted memory bank instead of starting over with a random one.
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("memory_initialized", torch.zeros((), dtype=torch.bool))
+        self.noise_scale = args.inference_noise_scale
+        self.num_skipped_steps = 0  # training steps skipped for a non-finite loss or gradient (logged)
+        self._optimizer_idx: int | None = None
+        self.length_scale = args.length_scale
+        if args.pretrained_encoder_path:
+            from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
+
+            load_pretrained_encoder(self.phoneme_encoder, args.pretrained_encoder_path, self.tokenizer.characters.vocab)
+            logger.info("Phoneme encoder initialised from %s", args.pretrained_encoder_path)
+
+    def _build_networks(self, args) -> None:
+        """The sub-networks, in the order of the data flow."""
         hidden = args.hidden_channels
         self.phoneme_encoder = PhonemeEncoder(
             args.num_chars,
@@ -120,19 +141,6 @@ class Naturalspeech(BaseTTSE2E):
         self.prior_posterior_kl = PriorPosteriorKL(
             args.soft_dtw_gamma, args.soft_dtw_warp, hidden, args.soft_dtw_bandwidth, args.soft_dtw_backend
         )
-        # Training progress is model state, saved with every checkpoint: a resumed run continues in its stage
-        # with its fitted memory bank instead of starting over with a random one.
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        self.register_buffer("memory_initialized", torch.zeros((), dtype=torch.bool))
-        self.noise_scale = args.inference_noise_scale
-        self.num_skipped_steps = 0  # training steps skipped for a non-finite loss or gradient (logged)
-        self._optimizer_idx: int | None = None
-        self.length_scale = args.length_scale
-        if args.pretrained_encoder_path:
-            from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
-
-            load_pretrained_encoder(self.phoneme_encoder, args.pretrained_encoder_path, self.tokenizer.characters.vocab)
-            logger.info("Phoneme encoder initialised from %s", args.pretrained_encoder_path)
 
     @property
     def switches(self) -> StageSwitches:
