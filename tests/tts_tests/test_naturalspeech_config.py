@@ -113,5 +113,5 @@ def test_keys_the_trainer_adds_on_resume_are_accepted(tmp_path):
     loaded = load_config(_write(tmp_path, data))
     assert type(loaded) is NaturalspeechConfig
     data["model_args"]["restore_path"] = "x"  # only at the top level, where the Trainer puts them
-    with pytest.raises(ValueError, match="'model_args.restore_path'"):
+    with pytest.raises(ValueError, match=r"'model_args\.restore_path'"):
         load_config(_write(tmp_path, data))

@@ -440,6 +440,10 @@ def test_resume_after_sigkill_in_each_stage_repeats_the_uninterrupted_run(tmp_pa
             run_eval=False,
             test_delay_epochs=100,
             save_best_after=10**6,
+            # The Trainer saves the last step's checkpoint before the end-of-epoch scheduler step, so with
+            # `scheduler_after_epoch=True` a resumed run misses one learning-rate decay (a 1.25e-4 relative change
+            # that makes the losses drift from the 6th digit). Per-step scheduling checkpoints the decayed rate.
+            scheduler_after_epoch=False,
             eval_split_size=2,  # train_tts always splits: 2 of the 4 clips (seeded split), 2 left to train on
         )
         config.datasets[0].meta_file_train = "metadata_two.csv"
@@ -478,13 +482,8 @@ def test_resume_after_sigkill_in_each_stage_repeats_the_uninterrupted_run(tmp_pa
         assert f"Continuing from checkpoint_{last_checkpoint}.pth" in output, output[-3000:]
         if last_checkpoint + 1 >= 3:  # the bank was fitted before the kill: loaded, never re-fitted
             assert "Initialising the memory bank" not in output, output[-3000:]
-    # Before the first resume the runs are bit-identical (same seed, same initial weights). After a resume the
-    # losses agree to float32 rounding but not always bit for bit (measured: 5e-7 relative on the generator loss
-    # in one step out of nine), so they are compared at 1e-5 relative: a re-fitted memory bank, a lost optimizer
-    # or scheduler state, or a restarted stage would all change them by far more.
-    for step, losses in sorted(resumed.items()):
-        if step <= 1:
-            assert losses == reference[step], (step, losses, reference[step])
-        expected = [float(value) for value in reference[step]]
-        assert [float(value) for value in losses] == pytest.approx(expected, rel=1e-5), (step, losses, expected)
-    assert set(resumed) == set(range(9))
+    # Every step of the uninterrupted run is repeated bit for bit. (The Trainer counts the epoch of a mid-epoch
+    # checkpoint as not done, so the resumed run ends one step later than the reference: that step has no twin.)
+    for step, losses in sorted(reference.items()):
+        assert resumed[step] == losses, (step, resumed[step], losses)
+    assert set(resumed) >= set(range(9))
