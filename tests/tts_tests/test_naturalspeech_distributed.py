@@ -102,4 +102,3 @@ def test_ddp_two_cpu_ranks_keep_identical_weights_in_every_stage(tmp_path):
     result = _run(tmp_path, average=True)
     assert result["fits"] == [1, 0]  # k-means on rank 0 only
     assert result["max_difference"] == 0.0  # weights, memory bank and step/memory_initialized buffers
-
