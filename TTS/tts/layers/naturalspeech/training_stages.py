@@ -17,6 +17,8 @@ from typing import NamedTuple
 import torch
 from coqpit import Coqpit
 
+from TTS.tts.layers.naturalspeech.memory_bank import collect_latent_frames
+
 logger = logging.getLogger(__name__)
 
 
@@ -78,7 +80,7 @@ def gather_training_latents(
     frames, count = [], 0
     for batch in batches:
         latents, mask = encode(batch)
-        valid = latents.transpose(1, 2)[mask.squeeze(1).bool()]  # [B, T_feats, C] -> [N_batch, C]
+        valid = collect_latent_frames(latents, mask)
         frames.append(valid.float().cpu())
         count += valid.size(0)
         if count >= max_frames:
