@@ -3,6 +3,7 @@
 import copy
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,13 +241,12 @@ def test_overfits_one_real_clip(tmp_path, ljspeech_dir):
             loss_dict["loss"].backward()
             optimizer.step()
         mel_losses.append(float(loss_dict["loss_mel"].detach()))
-    first, last = mel_losses[0], sum(mel_losses[-3:]) / 3
+    # the median of the last ten steps: the adversarial terms make single steps jump by up to a third
+    first, last = mel_losses[0], float(np.median(mel_losses[-10:]))
     assert last < 0.5 * first, f"mel loss went from {first:.1f} to {last:.1f}: {mel_losses}"
 
 
 def test_external_duration_labels_replace_alignment_search(tmp_path, ljspeech_dir):
-    import numpy as np
-
     config, model = build(tmp_path, ljspeech_dir)
     batch = load_batch(config, model, SHORT_CLIPS)
     labels_dir = tmp_path / "durations"
