@@ -5,6 +5,7 @@ module wires them and plugs them into the toolkit's Trainer and synthesizer.
 """
 
 import logging
+import os
 from itertools import chain
 from typing import Any
 
@@ -517,6 +518,9 @@ class Naturalspeech(BaseTTSE2E):
         self, config: Coqpit, *, is_eval: bool = False, samples: list | None = None, verbose: bool = True, **kwargs
     ) -> DataLoader:
         """Token ids plus raw waveforms (bad clips skipped up front); spectrograms are computed on the device."""
+        if config.phoneme_cache_path:
+            # The toolkit's phoneme dataset checks for the folder, then creates it: two DDP ranks race there.
+            os.makedirs(config.phoneme_cache_path, exist_ok=True)
         dataset = NaturalspeechDataset(
             # VitsDataset reads only `encoder_sample_rate` from its args: NaturalSpeech trains at the audio rate.
             model_args=VitsArgs(),
