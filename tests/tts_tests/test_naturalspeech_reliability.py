@@ -361,7 +361,7 @@ def test_predicted_durations_are_bounded_at_model_level():
 
 
 def _bf16_steps() -> int:
-    return int(os.environ.get("NATURALSPEECH_BF16_STEPS", "30"))
+    return int(os.environ.get("NATURALSPEECH_BF16_STEPS", "200"))
 
 
 @pytest.mark.slow

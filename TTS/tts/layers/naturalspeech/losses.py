@@ -73,8 +73,26 @@ class PriorPosteriorKL(nn.Module):
                 mask = sequence_mask(target_lengths, mean_target.size(2)).unsqueeze(1).float()
                 return gaussian_kl_aligned(sample, log_std_sample, mean_target, log_std_target, mask)
             cost = gaussian_kl_matrix(sample, log_std_sample, mean_target, log_std_target)  # [B, N, M]
-            path_costs = self.soft_dtw(cost, sample_lengths, target_lengths)  # [B]
-            return path_costs.sum() / target_lengths.sum()
+            return self.soft_dtw_kl(cost, sample_lengths, target_lengths)
+
+    def soft_dtw_kl(self, cost: torch.Tensor, lengths_n: torch.Tensor, lengths_m: torch.Tensor) -> torch.Tensor:
+        """Soft-DTW of a frame-pair KL cost, with every item's cells shifted so the smallest valid one is zero.
+
+        Single-sample KL terms can be negative, and a soft-DTW path sums one term per visited cell: negative cells
+        would reward longer paths, i.e. teach the durator to stretch the prior (seen in training: durations grew
+        ~5x within 100 steps of the main stage). Shifting all valid cells of an item by the same detached constant
+        keeps which cells align and every cell's gradient, and removes that reward for length.
+
+        Shapes:
+            - cost: :math:`[B, N, M]`
+            - lengths_n, lengths_m: :math:`[B]`
+        """
+        valid_n = sequence_mask(lengths_n, cost.size(1)).unsqueeze(2)  # [B, N, 1]
+        valid = valid_n & sequence_mask(lengths_m, cost.size(2)).unsqueeze(1)  # [B, N, M]
+        lowest = cost.detach().masked_fill(~valid, float("inf")).amin(dim=(1, 2))  # [B]
+        shifted = cost - lowest.clamp(max=0.0)[:, None, None]
+        path_costs = self.soft_dtw(shifted, lengths_n, lengths_m)  # [B]
+        return path_costs.sum() / lengths_m.sum()
 
 
 class NaturalspeechGeneratorLoss(nn.Module):
