@@ -103,7 +103,7 @@ def test_api_tts_to_file(api, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(run_files):
+def server(run_files, tmp_path_factory):
     """The toolkit's `tts-server` app in a subprocess on a free port of 127.0.0.1; yields its base URL.
 
     `TTS/server/server.py` hard-codes `app.run(host="::")` (every interface); the launcher below runs the unchanged
@@ -122,13 +122,16 @@ def server(run_files):
         "from TTS.server.server import main\n"
         "main()\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # The server logs every request: its output goes to a file, since an unread pipe fills up and blocks it.
+    log_path = tmp_path_factory.mktemp("tts_server") / "server.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-c", launcher], stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                pytest.fail(f"tts-server exited with {process.returncode}:\n{process.stdout.read().decode()[-3000:]}")
+                pytest.fail(f"tts-server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(url + "/", timeout=5) as response:
                     if response.status == 200:
@@ -146,6 +149,7 @@ def server(run_files):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log_file.close()
 
 
 def _get_tts(url: str, text: str) -> tuple[int, bytes, str]:
