@@ -24,6 +24,7 @@ from TTS.tts.datasets import load_tts_samples
 from TTS.tts.models.naturalspeech import Naturalspeech
 
 RECIPE_DIR = Path(__file__).resolve().parent
+DEFAULT_DATA_PATH = RECIPE_DIR / "../LJSpeech-1.1"
 HELD_OUT_PREFIX = "LJ050-"  # the paper's evaluation sentences: never trained on
 
 
@@ -75,9 +76,8 @@ def load_samples(config: NaturalspeechConfig) -> tuple[list, list]:
     return keep(train_samples), keep(eval_samples)
 
 
-def main() -> None:
-    data_path = os.environ.get("LJSPEECH_PATH", str(RECIPE_DIR / "../LJSpeech-1.1"))
-    config = make_config(data_path, RECIPE_DIR)
+def train(config: NaturalspeechConfig) -> None:
+    """Train `config` on its LJSpeech folder with the toolkit's Trainer (command-line Trainer arguments apply)."""
     train_samples, eval_samples = load_samples(config)
     model = Naturalspeech(config)
     trainer = Trainer(
@@ -89,6 +89,10 @@ def main() -> None:
         eval_samples=eval_samples,
     )
     trainer.fit()
+
+
+def main() -> None:
+    train(make_config(os.environ.get("LJSPEECH_PATH", str(DEFAULT_DATA_PATH)), RECIPE_DIR))
 
 
 if __name__ == "__main__":

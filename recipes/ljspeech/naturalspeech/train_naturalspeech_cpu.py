@@ -9,12 +9,10 @@ the starting point for experiments on small hardware. Usage::
 import os
 from pathlib import Path
 
-from train_naturalspeech import load_samples  # this folder is on sys.path when a script here runs
-from trainer import Trainer, TrainerArgs
+from train_naturalspeech import DEFAULT_DATA_PATH, train  # this folder is on sys.path when a script here runs
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
 from TTS.tts.configs.shared_configs import BaseDatasetConfig
-from TTS.tts.models.naturalspeech import Naturalspeech
 
 RECIPE_DIR = Path(__file__).resolve().parent
 
@@ -74,19 +72,7 @@ def make_cpu_config(
 
 
 def main() -> None:
-    data_path = os.environ.get("LJSPEECH_PATH", str(RECIPE_DIR / "../LJSpeech-1.1"))
-    config = make_cpu_config(data_path, RECIPE_DIR / "runs")
-    train_samples, eval_samples = load_samples(config)
-    model = Naturalspeech(config)
-    trainer = Trainer(
-        TrainerArgs(),
-        model.config,
-        config.output_path,
-        model=model,
-        train_samples=train_samples,
-        eval_samples=eval_samples,
-    )
-    trainer.fit()
+    train(make_cpu_config(os.environ.get("LJSPEECH_PATH", str(DEFAULT_DATA_PATH)), RECIPE_DIR / "runs"))
 
 
 if __name__ == "__main__":
