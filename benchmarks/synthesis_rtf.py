@@ -35,6 +35,8 @@ from common import (
     write_json,
 )
 
+from TTS.tts.layers.naturalspeech.onnx_export import export_copy
+
 COLUMNS = [
     "size",
     "backend",
@@ -83,22 +85,8 @@ class _VitsFixedDurations(torch.nn.Module):
         return self.vits.inference(tokens, aux_input=aux_input)["model_outputs"]
 
 
-def _without_parametrizations(model):
-    """A copy of `model` with weight norm folded into plain weights (as `Vits.export_onnx` does)."""
-    from torch.nn.utils import parametrize
-
-    memo = {id(getattr(model, "disc", None)): None}
-    model = copy.deepcopy(model, memo).cpu().eval()
-    for module in model.modules():
-        if parametrize.is_parametrized(module, "weight"):
-            cls = type(module)
-            module.__class__ = type(cls.__name__, cls.__bases__, dict(vars(cls)))
-            parametrize.remove_parametrizations(module, "weight")
-    return model
-
-
 def export_vits_onnx(vits, path: Path, tokens: torch.Tensor, durations: torch.Tensor) -> None:
-    wrapper = _VitsFixedDurations(_without_parametrizations(vits))
+    wrapper = _VitsFixedDurations(export_copy(vits))
     lengths = torch.tensor([tokens.size(1)])
     torch.onnx.export(
         wrapper,

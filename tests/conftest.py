@@ -64,7 +64,8 @@ def pytest_report_header(config):
 def trained_model_dir(tmp_path_factory, ljspeech_dir) -> Path:
     """A tiny NaturalSpeech trained a few steps through every stage by the toolkit's `train_tts` on real clips.
 
-    Returns the run folder holding `config.json` and `best_model.pth`, as a user's training run leaves it.
+    Returns the run folder holding `config.json`, `best_model.pth` and the checkpoints, as a user's training run
+    leaves it; the console output of the run is `train_tts.log` two folders up.
     """
     from tests import make_ljspeech_config
 
@@ -77,11 +78,12 @@ def trained_model_dir(tmp_path_factory, ljspeech_dir) -> Path:
         epochs=1,
         warmup_steps=2,
         tuning_start_step=5,
-        save_step=1000,
-        print_step=50,
+        save_step=3,
+        print_step=2,
+        plot_step=2,
         run_eval=True,
         eval_split_size=2,
-        test_delay_epochs=10,
+        test_delay_epochs=0,
     )
     config.save_json(str(root / "config.json"))
     result = subprocess.run(
@@ -91,6 +93,7 @@ def trained_model_dir(tmp_path_factory, ljspeech_dir) -> Path:
         timeout=900,
         check=False,
     )
+    (root / "train_tts.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     if result.returncode != 0:
         pytest.fail(f"train_tts failed:\n{(result.stdout + result.stderr)[-4000:]}")
     (run_dir,) = (root / "run").glob("run-*")

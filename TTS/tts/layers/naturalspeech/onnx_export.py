@@ -86,7 +86,7 @@ class _OnnxInference(nn.Module):
         return wav * wav_mask
 
 
-def _export_copy(model: nn.Module) -> nn.Module:
+def export_copy(model: nn.Module) -> nn.Module:
     """A CPU eval copy of `model` without discriminator or ONNX session, with weight norm folded into the weights."""
     memo = {id(getattr(model, name, None)): None for name in ("disc", "onnx_sess") if getattr(model, name, None)}
     export_model = copy.deepcopy(model, memo).cpu().eval()
@@ -112,7 +112,7 @@ def export_onnx(model: nn.Module, output_path: str | Path, *, verbose: bool = Fa
         The path of the written file.
     """
     output_path = Path(output_path)
-    wrapper = _OnnxInference(_export_copy(model)).eval()
+    wrapper = _OnnxInference(export_copy(model)).eval()
     num_chars = model.args.num_chars
     dummy_tokens = torch.randint(low=1, high=max(2, num_chars), size=(1, 50), dtype=torch.long)
     dummy_lengths = torch.tensor([dummy_tokens.size(1)], dtype=torch.long)
