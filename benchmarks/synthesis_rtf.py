@@ -8,7 +8,9 @@ median times and the median of the per-repetition ratios NaturalSpeech/VITS.
 
 The ONNX Runtime rows export each model once (VITS: a wrapper around `Vits.inference` with durations as an input,
 weight-norm parametrizations removed as in `Vits.export_onnx`; NaturalSpeech: its `export_onnx` if the model has
-one) and time `InferenceSession.run` with `intra_op_num_threads` = torch threads, alternating with eager.
+one) and time `InferenceSession.run` with `intra_op_num_threads` = torch threads, alternating with eager. The
+"onnxruntime-int8" rows run copies of those graphs whose HiFi-GAN convolutions are static int8
+(`onnx_quantization.quantize_decoder`, what `export_onnx(quantize=True)` does), calibrated on the benchmark inputs.
 
     python benchmarks/synthesis_rtf.py --size paper --lengths 20 80 --threads 2 1 --reps 3
     python benchmarks/synthesis_rtf.py --size medium --lengths 20 80 200 --no-onnx --tag sweep
@@ -154,6 +156,37 @@ def make_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def quantize_exports(exports: dict, inputs: dict, naturalspeech, workdir: Path, notes: dict) -> dict:
+    """Int8-decoder copies of the float exports (the product's `quantize_decoder`), calibrated on the inputs."""
+    from TTS.tts.layers.naturalspeech.onnx_quantization import quantize_decoder
+
+    quantized = {}
+    for name, path in exports.items():
+        session = make_session(path, 1)
+        noise_scale = naturalspeech.config.model_args.inference_noise_scale
+        feeds = [onnx_feed(session, tokens, durations, noise_scale, 1.0) for tokens, durations in inputs.values()]
+        try:
+            quantized[name] = quantize_decoder(path, workdir / f"{name}_int8.onnx", feeds)
+        except Exception as error:
+            notes[f"{name}_int8"] = f"quantization failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return quantized
+
+
+def onnx_row(eager_row: dict, backend: str, suffix: str, times: dict, notes: dict) -> dict:
+    """The ONNX Runtime row matching an eager row: times, RTFs, speed-up over eager, NaturalSpeech/VITS ratio."""
+    row = {k: eager_row[k] for k in ("size", "threads", "tokens", "frames", "audio_s", "reps")}
+    row["backend"] = backend
+    for name in ("naturalspeech", "vits"):
+        if f"{name}{suffix}" in times:
+            row[f"{name}_s"] = median(times[f"{name}{suffix}"])
+            row[f"{name}_rtf"] = row[f"{name}_s"] / eager_row["audio_s"]
+            row[f"{name}_onnx_speedup"] = median_ratio(times[name], times[f"{name}{suffix}"])
+    if f"naturalspeech{suffix}" in times and f"vits{suffix}" in times:
+        row["rtf_ratio"] = median_ratio(times[f"naturalspeech{suffix}"], times[f"vits{suffix}"])
+    row["note"] = "; ".join(f"{k}: {v}" for k, v in notes.items())
+    return row
+
+
 def measure(args) -> tuple[list[dict], dict]:
     naturalspeech, vits = build_models(args.size)
     hop, sample_rate = naturalspeech.config.audio.hop_length, naturalspeech.config.audio.sample_rate
@@ -164,7 +197,7 @@ def measure(args) -> tuple[list[dict], dict]:
         tokens = torch.randint(1, vocab, (1, length), generator=generator)
         inputs[length] = (tokens, torch.full((1, length), float(args.frames_per_token)))
 
-    exports, notes = {}, {}
+    exports, exports_int8, notes = {}, {}, {}
     workdir = Path(tempfile.mkdtemp(prefix="rtf_onnx_"))
     if args.onnx:
         try:
@@ -180,11 +213,14 @@ def measure(args) -> tuple[list[dict], dict]:
             exports["naturalspeech"] = workdir / "naturalspeech.onnx"
         else:
             notes["naturalspeech"] = reason
+    if args.int8:
+        exports_int8 = quantize_exports(exports, inputs, naturalspeech, workdir, notes)
 
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        sessions = {name: make_session(path, threads) for name, path in exports.items()}
+        sessions = {f"{name}_onnx": make_session(path, threads) for name, path in exports.items()}
+        sessions |= {f"{name}_int8": make_session(path, threads) for name, path in exports_int8.items()}
         for length in args.lengths:
             tokens, durations = inputs[length]
             frames = int(durations.sum())
@@ -200,13 +236,13 @@ def measure(args) -> tuple[list[dict], dict]:
                 "naturalspeech": lambda: eager(naturalspeech),
                 "vits": lambda: eager(vits),
             }
-            for name, session in sessions.items():
-                model = naturalspeech if name == "naturalspeech" else vits
+            for key, session in sessions.items():
+                model = naturalspeech if key.startswith("naturalspeech") else vits
                 feed = onnx_feed(session, tokens, durations, model.config.model_args.inference_noise_scale, 1.0)
-                functions[f"{name}_onnx"] = lambda session=session, feed=feed: session.run(None, feed)
+                functions[key] = lambda session=session, feed=feed: session.run(None, feed)
                 samples = session.run(None, feed)[0].shape[-1]
                 if samples != frames * hop:
-                    notes[f"{name}_{length}"] = f"ONNX output {samples} samples, eager {frames * hop}"
+                    notes[f"{key}_{length}"] = f"ONNX output {samples} samples, eager {frames * hop}"
             times = alternate(functions, args.reps, warmup=1)
             row = {
                 "size": args.size,
@@ -223,19 +259,10 @@ def measure(args) -> tuple[list[dict], dict]:
             row["naturalspeech_rtf"] = row["naturalspeech_s"] / audio_s
             row["vits_rtf"] = row["vits_s"] / audio_s
             rows.append(row)
-            if args.onnx:
-                onnx_row = {**{k: row[k] for k in ("size", "threads", "tokens", "frames", "audio_s", "reps")}}
-                onnx_row["backend"] = "onnxruntime"
-                for name in ("naturalspeech", "vits"):
-                    if f"{name}_onnx" in times:
-                        onnx_row[f"{name}_s"] = median(times[f"{name}_onnx"])
-                        onnx_row[f"{name}_rtf"] = onnx_row[f"{name}_s"] / audio_s
-                        onnx_row[f"{name}_onnx_speedup"] = median_ratio(times[name], times[f"{name}_onnx"])
-                if "naturalspeech_onnx" in times and "vits_onnx" in times:
-                    onnx_row["rtf_ratio"] = median_ratio(times["naturalspeech_onnx"], times["vits_onnx"])
-                onnx_row["note"] = "; ".join(f"{k}: {v}" for k, v in notes.items())
-                rows.append(onnx_row)
-            print(markdown_table(rows[-2 if args.onnx else -1 :], COLUMNS[:-1]).split("\n", 2)[-1], flush=True)
+            for backend, suffix in (("onnxruntime", "_onnx"), ("onnxruntime-int8", "_int8")):
+                if any(key.endswith(suffix) for key in sessions):
+                    rows.append(onnx_row(row, backend, suffix, times, notes))
+            print(markdown_table(rows[-1 - len(sessions) // 2 :], COLUMNS[:-1]).split("\n", 2)[-1], flush=True)
     return rows, notes
 
 
@@ -249,12 +276,12 @@ def plot(rows: list[dict], path: Path) -> None:
     sizes = sorted({r["size"] for r in rows})
     fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.5), squeeze=False)
     colours = {"naturalspeech": "tab:blue", "vits": "tab:orange"}
-    lines = {"eager": "-", "onnxruntime": ":"}
+    lines = {"eager": "-", "onnxruntime": ":", "onnxruntime-int8": "--"}
     markers = ["o", "s", "^", "d"]
     for ax, size in zip(axes[0], sizes, strict=True):
         at_size = [r for r in rows if r["size"] == size]
         threads = sorted({r["threads"] for r in at_size}, reverse=True)
-        for backend in ("eager", "onnxruntime"):
+        for backend in lines:
             for index, thread_count in enumerate(threads):
                 group = sorted(
                     (r for r in at_size if r["backend"] == backend and r["threads"] == thread_count),
@@ -293,11 +320,15 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--frames-per-token", type=int, default=4)
     parser.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=True, help="also ONNX with an int8 decoder"
+    )
     parser.add_argument("--tag", default="", help="suffix of the output file names")
     parser.add_argument("--plot", type=Path, help="also draw RTF vs length here")
     add_common_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    args.int8 = args.int8 and args.onnx
     if args.quick:
         args.size, args.lengths, args.threads, args.reps = "tiny", [8, 16], [1], 1
     print(header("synthesis RTF"))
@@ -305,6 +336,7 @@ def main() -> None:
     stem = f"synthesis_rtf{'_' + args.tag if args.tag else ''}"
     eager = [r for r in rows if r["backend"] == "eager"]
     onnx = [r for r in rows if r["backend"] == "onnxruntime"]
+    int8 = [r for r in rows if r["backend"] == "onnxruntime-int8"]
     summary = {
         "environment": environment(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -312,6 +344,9 @@ def main() -> None:
         "rtf_ratio_met": all(r["rtf_ratio"] <= TARGET_RTF_RATIO for r in eager),
         "naturalspeech_onnx_speedup_met": (
             all(r.get("naturalspeech_onnx_speedup", 0) >= TARGET_ONNX_SPEEDUP for r in onnx) if onnx else None
+        ),
+        "naturalspeech_int8_speedup_met": (
+            all(r.get("naturalspeech_onnx_speedup", 0) >= TARGET_ONNX_SPEEDUP for r in int8) if int8 else None
         ),
         "onnx_notes": notes,
         "results": rows,

@@ -11,10 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from TTS.tts.layers.naturalspeech.onnx_export import DYNAMIC_AXES, INPUT_NAMES, OPSET_VERSION, inference_onnx
+from TTS.tts.layers.naturalspeech.onnx_export import (
+    DYNAMIC_AXES,
+    INPUT_NAMES,
+    OPSET_VERSION,
+    inference_onnx,
+    load_onnx,
+)
+from TTS.tts.layers.naturalspeech.onnx_quantization import decoder_conv_nodes
 
 # measured: max |ONNX - PyTorch| ~2e-7 on waveforms in [-1, 1] (float32 kernels differ in summation order)
 ATOL = 1e-4
+CALIBRATION_TEXTS = ["The birch canoe slid on the smooth planks.", "Rice is often served in round bowls."]
 TEXTS = [
     "Be a voice, not an echo.",
     "Printing, in the only sense with which we are at present concerned, differs from most if not from all the arts.",
@@ -38,6 +46,13 @@ def onnx_path(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "naturalspeech.onnx"
     model.export_onnx(str(path))
     model.load_onnx(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_path(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx_int8") / "naturalspeech_int8.onnx"
+    model.export_onnx(str(path), quantize=True, calibration_texts=CALIBRATION_TEXTS)
     return path
 
 
@@ -117,3 +132,45 @@ def test_onnx_runs_without_torch(model, onnx_path):
     assert result.returncode == 0, result.stderr[-3000:]
     expected = model.inference(torch.tensor([ids]), {"noise_scale": 0.0})["model_outputs"].numpy()
     np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=ATOL)
+
+
+def test_int8_export_quantizes_the_decoder_convolutions_only(onnx_path, int8_path):
+    import onnx
+
+    graph = onnx.load(str(int8_path)).graph
+    onnx.checker.check_model(onnx.load(str(int8_path)))
+    producers = {output: node for node in graph.node for output in node.output}
+    int8_weights = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.INT8}
+    decoder_convs = [node for node in graph.node if node.op_type == "Conv" and "/waveform_decoder/" in node.name]
+    assert len(decoder_convs) == len(decoder_conv_nodes(onnx_path)) > 0
+    for conv in decoder_convs:
+        activation, weight = (producers.get(name) for name in conv.input[:2])
+        assert activation is not None and activation.op_type == "DequantizeLinear", conv.name
+        assert weight is not None and weight.op_type == "DequantizeLinear" and weight.input[0] in int8_weights
+    # everything before the decoder (encoder, durator, flow, memory bank) stays float32
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    consumers = [node for node in graph.node if dequantized & set(node.input)]
+    assert consumers and all("/waveform_decoder/" in node.name for node in consumers)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_int8_output_is_close_to_float(model, int8_path, text):
+    ids = _ids(model, text)
+    expected = model.inference(ids, {"noise_scale": 0.0})["model_outputs"].numpy()
+    actual = inference_onnx(load_onnx(int8_path), ids, noise_scale=0.0, length_scale=model.length_scale)
+    assert actual.shape == expected.shape  # durations are computed in float32: same length
+    noise = actual - expected
+    snr_db = 10 * np.log10(np.sum(expected**2) / np.sum(noise**2))
+    # measured ~32 dB on this checkpoint; int8 noise that is audible-but-harmless is ~20-30 dB, a broken scale <10
+    assert 20 < snr_db < 80, snr_db
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [([], "non-empty list"), ("Just one string.", "non-empty list"), (["Fine.", " "], "no speakable characters")],
+)
+def test_int8_export_rejects_bad_calibration_texts(model, tmp_path, texts, message):
+    path = tmp_path / "int8.onnx"
+    with pytest.raises(ValueError, match=message):
+        model.export_onnx(str(path), quantize=True, calibration_texts=texts)
+    assert not path.exists()

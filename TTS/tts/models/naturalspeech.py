@@ -299,12 +299,18 @@ class Naturalspeech(BaseTTSE2E):
 
     def synthesize(self, text: str, *args, **kwargs) -> dict[str, Any]:
         """`BaseTTS.synthesize`, but text that leaves nothing to speak is a clear error, not a click or a crash."""
+        self.speakable_ids(text, language=kwargs.get("language"))
+        return super().synthesize(text, *args, **kwargs)
+
+    def speakable_ids(self, text: str, language: str | None = None) -> list[int]:
+        """Token ids of `text`; a ValueError if they are only blanks, padding and spaces (nothing to speak)."""
         chars = self.tokenizer.characters
         silent = {chars.char_to_id(c) for c in (chars.blank, chars.pad, " ") if c and c in chars.vocab}
-        if all(i in silent for i in self.tokenizer.text_to_ids(text, language=kwargs.get("language"))):
+        ids = self.tokenizer.text_to_ids(text, language=language)
+        if all(i in silent for i in ids):
             msg = f"text has no speakable characters after cleaning: {text!r}"
             raise ValueError(msg)
-        return super().synthesize(text, *args, **kwargs)
+        return ids
 
     def _inference_switches(self) -> StageSwitches:
         # A fitted memory bank is used from the main stage on, whatever step the checkpoint was saved at.
@@ -624,11 +630,22 @@ class Naturalspeech(BaseTTSE2E):
     # ONNX (see TTS/tts/layers/naturalspeech/onnx_export.py)
     ##########################
 
-    def export_onnx(self, output_path: str = "coqui_naturalspeech.onnx", verbose: bool = False) -> None:
-        """Export the inference path (no discriminator) to ONNX; this model is left unchanged."""
+    def export_onnx(
+        self,
+        output_path: str = "coqui_naturalspeech.onnx",
+        verbose: bool = False,
+        *,
+        quantize: bool = False,
+        calibration_texts: list[str] | None = None,
+    ) -> None:
+        """Export the inference path (no discriminator) to ONNX; this model is left unchanged.
+
+        `quantize=True` makes the HiFi-GAN decoder int8 for faster CPU synthesis, calibrated on `calibration_texts`
+        (default: the config's `test_sentences`).
+        """
         from TTS.tts.layers.naturalspeech.onnx_export import export_onnx
 
-        export_onnx(self, output_path, verbose=verbose)
+        export_onnx(self, output_path, quantize=quantize, calibration_texts=calibration_texts, verbose=verbose)
 
     def load_onnx(self, model_path: str, cuda: bool = False) -> None:
         """Open an exported model with ONNX Runtime for :meth:`inference_onnx`."""

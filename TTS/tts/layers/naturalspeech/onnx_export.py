@@ -21,6 +21,8 @@ Two parts of `Naturalspeech.inference` do not survive tracing and are rebuilt he
 
 import copy
 import logging
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from TTS.tts.layers.naturalspeech.onnx_quantization import quantize_decoder
 from TTS.tts.utils.helpers import sequence_mask
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,15 @@ DYNAMIC_AXES = {
     "input_lengths": {0: "batch_size"},
     "output": {0: "batch_size", 2: "samples"},
 }
+# Harvard sentences: varied phonemes and lengths, for int8 calibration when the config has no test sentences
+DEFAULT_CALIBRATION_TEXTS = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+]
 
 
 class _OnnxInference(nn.Module):
@@ -100,18 +112,42 @@ def export_copy(model: nn.Module) -> nn.Module:
     return export_model
 
 
-def export_onnx(model: nn.Module, output_path: str | Path, *, verbose: bool = False) -> Path:
+def export_onnx(
+    model: nn.Module,
+    output_path: str | Path,
+    *,
+    quantize: bool = False,
+    calibration_texts: Sequence[str] | None = None,
+    verbose: bool = False,
+) -> Path:
     """Export the inference path of a NaturalSpeech model to an ONNX file.
 
     Args:
         model: A `Naturalspeech` model (left unchanged; a CPU copy is exported).
         output_path: Where to write the `.onnx` file.
+        quantize: Make the HiFi-GAN decoder's convolutions static int8 (`onnx_quantization.py`): about 2.5x faster
+            CPU synthesis than PyTorch eager, at the cost of quantization noise in the waveform. Defaults to False.
+        calibration_texts: Sentences whose synthesis calibrates the int8 activation ranges (`quantize` only).
+            Defaults to the config's `test_sentences`, else a few built-in English sentences.
         verbose: Print the exported graph. Defaults to False.
 
     Returns:
         The path of the written file.
     """
     output_path = Path(output_path)
+    if not quantize:
+        _export_float(model, output_path, verbose)
+        logger.info("NaturalSpeech exported to ONNX: %s", output_path)
+        return output_path
+    feeds = calibration_feeds(model, calibration_texts)  # bad texts fail before the slow export
+    with tempfile.TemporaryDirectory(prefix="ns_onnx_") as workdir:
+        float_path = _export_float(model, Path(workdir) / "float32.onnx", verbose)
+        quantize_decoder(float_path, output_path, feeds)
+    logger.info("NaturalSpeech exported to ONNX with an int8 decoder: %s", output_path)
+    return output_path
+
+
+def _export_float(model: nn.Module, output_path: Path, verbose: bool) -> Path:
     wrapper = _OnnxInference(export_copy(model)).eval()
     num_chars = model.args.num_chars
     dummy_tokens = torch.randint(low=1, high=max(2, num_chars), size=(1, 50), dtype=torch.long)
@@ -129,8 +165,25 @@ def export_onnx(model: nn.Module, output_path: str | Path, *, verbose: bool = Fa
             verbose=verbose,
             dynamo=False,
         )
-    logger.info("NaturalSpeech exported to ONNX: %s", output_path)
     return output_path
+
+
+def calibration_feeds(model: nn.Module, texts: Sequence[str] | None = None) -> list[dict[str, np.ndarray]]:
+    """Graph inputs for int8 calibration: each text tokenized by the model's tokenizer, at the model's scales."""
+    if texts is None:
+        texts = [t for t in getattr(model.config, "test_sentences", None) or [] if isinstance(t, str)]
+        texts = texts or DEFAULT_CALIBRATION_TEXTS
+    if isinstance(texts, str) or not texts:
+        raise ValueError(f"calibration_texts must be a non-empty list of sentences, got {texts!r}")
+    if model.tokenizer is None:
+        raise ValueError("int8 export needs the model's tokenizer for calibration: build it with `init_from_config`")
+    scales = np.array([model.noise_scale, model.length_scale], dtype=np.float32)
+    feeds = []
+    for text in texts:
+        ids = model.speakable_ids(text)
+        tokens = np.array([ids], dtype=np.int64)
+        feeds.append({"input": tokens, "input_lengths": np.array([len(ids)], dtype=np.int64), "scales": scales})
+    return feeds
 
 
 def load_onnx(model_path: str | Path, cuda: bool = False) -> Any:

@@ -1,0 +1,87 @@
+"""Int8 quantization of the HiFi-GAN decoder in an exported ONNX graph, for faster CPU synthesis.
+
+Why only the decoder, and why static int8: CPU synthesis time is ≥ 95% HiFi-GAN convolutions (see
+`benchmarks/README.md`). PyTorch eager already runs them through oneDNN, so a float32 ONNX Runtime graph is no faster
+(0.9–1.04× measured). Static int8 quantization lets ONNX Runtime fuse every decoder convolution into an integer
+`QLinearConv` (VNNI/AVX2 integer kernels). Dynamic quantization is not an option here: its `ConvInteger` path
+re-quantizes every activation at run time and measured 6× *slower* than float32 on this decoder.
+
+The result is a standard QDQ graph (`QuantizeLinear`/`DequantizeLinear` pairs around the decoder's `Conv` nodes):
+weights int8 per output channel, activations uint8 with ranges calibrated by running the float graph on real inputs.
+The phoneme encoder, durator, flow and memory bank stay float32: they are < 5% of the time, and rounding there would
+move durations (the length of the speech), not just add noise to samples.
+
+Only `onnx` and `onnxruntime` are needed (no torch).
+"""
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DECODER_SCOPE = "waveform_decoder"  # module name of the HiFi-GAN decoder in both NaturalSpeech and the toolkit's VITS
+
+
+def decoder_conv_nodes(onnx_path: str | Path, scope: str = DECODER_SCOPE) -> list[str]:
+    """Names of the `Conv` nodes traced from modules under `scope` (the exporter names nodes `/.../scope/...`)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [node.name for node in graph.node if node.op_type == "Conv" and f"/{scope}/" in node.name]
+
+
+class _Feeds:
+    """An `onnxruntime.quantization.CalibrationDataReader` over a fixed list of input feeds."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]):
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def quantize_decoder(
+    float_path: str | Path,
+    output_path: str | Path,
+    calibration_feeds: Iterable[dict[str, np.ndarray]],
+    *,
+    scope: str = DECODER_SCOPE,
+) -> Path:
+    """Write a copy of an exported graph whose decoder convolutions are static int8 (QDQ format).
+
+    Args:
+        float_path: A float32 graph exported by `export_onnx` (or the toolkit's VITS export).
+        output_path: Where to write the quantized graph.
+        calibration_feeds: Graph inputs (name -> array) to measure activation ranges on; real sentences, a handful is
+            enough (the ranges are min/max over all of them).
+        scope: Module name whose convolutions are quantized.
+
+    Returns:
+        The path of the written file.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    feeds = list(calibration_feeds)
+    if not feeds:
+        raise ValueError("quantize_decoder: no calibration inputs (activation ranges need at least one graph input)")
+    nodes = decoder_conv_nodes(float_path, scope)
+    if not nodes:
+        raise ValueError(f"quantize_decoder: {float_path} has no Conv nodes under '/{scope}/' to quantize")
+    output_path = Path(output_path)
+    quantize_static(
+        str(float_path),
+        str(output_path),
+        _Feeds(feeds),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],  # also limits calibration to Conv tensors
+        nodes_to_quantize=nodes,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the fast integer kernels on x86
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    logger.info("Int8 decoder: %d convolutions, %d calibration inputs: %s", len(nodes), len(feeds), output_path)
+    return output_path
