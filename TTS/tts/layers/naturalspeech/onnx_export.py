@@ -186,13 +186,16 @@ def calibration_feeds(model: nn.Module, texts: Sequence[str] | None = None) -> l
     return feeds
 
 
-def load_onnx(model_path: str | Path, cuda: bool = False) -> Any:
-    """An ONNX Runtime session of an exported model (CPU, or CUDA when `cuda`)."""
+def load_onnx(model_path: str | Path, cuda: bool = False, threads: int | None = None) -> Any:
+    """An ONNX Runtime session of an exported model (CPU, or CUDA when `cuda`; `threads` CPU threads, default all)."""
     import onnxruntime as ort
 
     providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "DEFAULT"})] if cuda else []
     providers.append("CPUExecutionProvider")
-    return ort.InferenceSession(str(model_path), sess_options=ort.SessionOptions(), providers=providers)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
 
 
 def inference_onnx(
