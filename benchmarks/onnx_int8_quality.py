@@ -23,7 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchaudio
-from common import alternate, environment, header, markdown_table, median, median_ratio, write_csv, write_json
+from common import (
+    RESULTS_DIR,
+    ROOT,
+    alternate,
+    environment,
+    header,
+    markdown_table,
+    median,
+    median_ratio,
+    write_csv,
+    write_json,
+)
 
 from TTS.tts.layers.naturalspeech.onnx_export import inference_onnx, load_onnx
 
@@ -133,13 +144,11 @@ def measure(model, texts: list[str], threads: list[int], reps: int) -> list[dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, required=True, help="training run folder (config.json, best_model.pth)")
-    parser.add_argument(
-        "--metadata", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ljspeech/metadata.csv"
-    )
+    parser.add_argument("--metadata", type=Path, default=ROOT.parent / "shared" / "data" / "ljspeech" / "metadata.csv")
     parser.add_argument("--sentences", type=int, default=8)
     parser.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count(), 1])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(header("int8 ONNX decoder: quality and speed"))

@@ -3,13 +3,16 @@
 Each benchmark runs as its own subprocess (fresh memory, its own torch threads):
 
 1. `parameter_count.py` — inference parameters of the paper-size model vs the paper's 28.7M;
-2. `synthesis_rtf.py` — paper-size NaturalSpeech vs VITS at 20 and 80 tokens (all cores and 1 thread, eager and
-   ONNX Runtime), then the `medium` matched size at 20/80/200 tokens (the length sweep of the figure);
+2. `synthesis_rtf.py` — paper-size NaturalSpeech vs VITS at 20 and 80 tokens (all cores and 1 thread, eager,
+   ONNX Runtime float32 and with the int8 decoder), then the `medium` matched size at 20/80/200 tokens (the length
+   sweep of the figure);
 3. `training_step.py` — step time and peak memory per stage vs VITS, `medium` size, batch 8;
 4. `soft_dtw_benchmark.py` — B=16, N=M=800, D=192 (the naive DP only at N=200);
-5. `memory_init_benchmark.py` — k-means memory-bank initialisation over 1M x 192 latents.
+5. `memory_init_benchmark.py` — k-means memory-bank initialisation over 1M x 192 latents;
+6. `onnx_int8_quality.py` — only with `--trained-run DIR`: int8 vs float32 ONNX quality and speed on that checkpoint.
 
     python benchmarks/run_all.py            # the full run (~30 min on 2 shared cores)
+    python benchmarks/run_all.py --only int8_quality --trained-run demo_output/runs/<run>
     python benchmarks/run_all.py --quick    # tiny settings, seconds to a few minutes: checks the plumbing only
 """
 
@@ -24,10 +27,25 @@ from pathlib import Path
 from common import RESULTS_DIR, environment, header, markdown_table, write_csv, write_json
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("parameters", "rtf_paper", "rtf_sweep", "training", "soft_dtw", "memory_init")
+STEPS = ("parameters", "rtf_paper", "rtf_sweep", "training", "soft_dtw", "memory_init", "int8_quality")
 
 
-def commands(out_dir: Path, quick: bool, reps: int) -> dict[str, list[str]]:
+def commands(out_dir: Path, quick: bool, reps: int, trained_run: Path | None = None) -> dict[str, list[str]]:
+    steps = _commands(out_dir, quick, reps)
+    if trained_run:
+        sentences = ["--sentences", "2", "--threads", "1", "--reps", "1"] if quick else []
+        steps["int8_quality"] = [
+            "onnx_int8_quality.py",
+            "--run-dir",
+            str(trained_run),
+            *sentences,
+            "--out-dir",
+            str(out_dir),
+        ]
+    return steps
+
+
+def _commands(out_dir: Path, quick: bool, reps: int) -> dict[str, list[str]]:
     cores = str(os.cpu_count())
     out = ["--out-dir", str(out_dir)]
     if quick:
@@ -106,6 +124,13 @@ def tables(out_dir: Path) -> str:
             f"### Soft-DTW (cost + forward + backward)\n\nmeets targets: {sdtw['ours_meets_targets']}; "
             f"ratios vs ours: {json.dumps(sdtw['ratios_vs_ours'])}\n\n" + markdown_table(sdtw["results"], columns)
         )
+    if quality := load("onnx_int8_quality.json"):
+        from onnx_int8_quality import COLUMNS
+
+        parts.append(
+            f"### Int8 ONNX decoder on a trained checkpoint ({quality['settings']['run_dir']})\n\n"
+            + markdown_table(quality["results"], COLUMNS)
+        )
     if memory := load("memory_init.json"):
         columns = ["num_frames", "channels", "bank_size", "max_frames", "seconds", "peak_rss_gb", "latents_gb"]
         columns += ["nearest_bank_row_median", "planted_centres_recovered_within_0.5"]
@@ -138,11 +163,12 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--reps", type=int, default=3, help="synthesis repetitions")
+    parser.add_argument("--trained-run", type=Path, help="a training run folder for the int8 quality step")
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     print(header("run_all"), flush=True)
     status = {}
-    for name, command in commands(args.out_dir, args.quick, args.reps).items():
+    for name, command in commands(args.out_dir, args.quick, args.reps, args.trained_run).items():
         if name not in args.only:
             continue
         print(f"\n=== {name}: {' '.join(command)}", flush=True)

@@ -43,15 +43,17 @@ EXPECTED_CSV_COLUMNS = {
     },
     "soft_dtw.csv": {"method", "batch", "n", "m", "channels", "total_s", "peak_extra_bytes"},
     "memory_init.csv": {"num_frames", "channels", "bank_size", "seconds", "peak_rss_gb"},
+    "onnx_int8_quality.csv": {"snr_db", "logmel_l1_int8", "logmel_l1_resampling", "int8_onnx_speedup"},
 }
 
 
 @pytest.fixture(scope="module")
-def quick_results(tmp_path_factory, ljspeech_dir) -> Path:
+def quick_results(tmp_path_factory, ljspeech_dir, trained_model_dir) -> Path:
     """All benchmarks at their tiny `--quick` settings, through `run_all.py` (about 3 minutes on 2 CPU cores)."""
     out_dir = tmp_path_factory.mktemp("benchmark_results")
+    command = [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--out-dir", str(out_dir)]
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--out-dir", str(out_dir)],
+        [*command, "--trained-run", str(trained_model_dir)],
         capture_output=True,
         text=True,
         timeout=1200,
