@@ -2,7 +2,9 @@
 
 Both models get the same random token ids and the same fixed durations (`--frames-per-token` frames for every
 token, passed as `aux_input["durations"]`, which both `inference()` methods accept), so both synthesize exactly
-the same number of frames whatever their untrained duration predictors would say; the noise seed is reset before
+the same number of frames whatever their untrained duration predictors would say; both still run their duration
+models (NaturalSpeech's durator always predicts; VITS's stochastic duration predictor is run by a hook, see
+`_VitsDurationPredictorToo`); the noise seed is reset before
 every call. RTF = synthesis time / audio duration. The systems alternate within every repetition; the table reports
 median times and the median of the per-repetition ratios NaturalSpeech/VITS.
 
@@ -72,7 +74,29 @@ def build_models(size: str):
     torch.manual_seed(0)
     vits = Vits(vits_config).eval()
     vits.disc = None
+    vits.text_encoder.register_forward_hook(_VitsDurationPredictorToo(vits))
     return naturalspeech, vits
+
+
+class _VitsDurationPredictorToo:
+    """Forward hook on VITS's text encoder that runs its duration predictor as `Vits.inference` would.
+
+    Given `durations`, `Vits.inference` skips its stochastic duration predictor, while NaturalSpeech's durator predicts
+    durations anyway; the target compares the durator and memory attention with that predictor, so VITS must pay for
+    it too. The prediction is added to the prior mean times zero (an exact no-op) so that ONNX tracing keeps it.
+    """
+
+    def __init__(self, vits):
+        self.vits = vits
+
+    def __call__(self, text_encoder, inputs, outputs):
+        x, m_p, logs_p, x_mask = outputs
+        vits = self.vits
+        if vits.args.use_sdp:
+            logw = vits.duration_predictor(x, x_mask, reverse=True, noise_scale=vits.inference_noise_scale_dp)
+        else:
+            logw = vits.duration_predictor(x, x_mask)
+        return x, m_p + 0 * logw.sum(), logs_p, x_mask
 
 
 class _VitsFixedDurations(torch.nn.Module):

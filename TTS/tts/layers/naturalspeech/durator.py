@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs
 from TTS.tts.layers.generic.normalization import LayerNorm2
@@ -148,18 +149,35 @@ class LearnableUpsampling(nn.Module):
             x_mask, frame_mask = x_mask.to(dtype), frame_mask.to(dtype)
             starts, ends = boundary_grids(durations.to(dtype) * x_mask[:, 0], frame_mask.size(2))
             token_features = rearrange(self.conv(h.to(dtype) * x_mask), "b c t -> b 1 t c")
-            token_features = token_features.expand(-1, starts.size(1), -1, -1)
             grids = torch.stack([starts, ends], dim=-1)
             # Signed log compression: keeps the sign and the fine detail near a token's boundaries (what the
             # attention needs) but stops the raw distances to far tokens (hundreds of frames) from blowing up the
             # auxiliary context C, and with it the prior's log-std, early in training.
             grids = torch.sign(grids) * torch.log1p(grids.abs())
-            features = torch.cat([token_features, grids], dim=-1)
-            logits = rearrange(self.mlp_weights(features), "b f t q -> b q f t")
+            logits = rearrange(self._grid_mlp(self.mlp_weights, token_features, grids), "b f t q -> b q f t")
             logits = logits.masked_fill(rearrange(x_mask, "b 1 t -> b 1 1 t") == 0, float("-inf"))
             weights = torch.softmax(logits, dim=-1) * rearrange(frame_mask, "b 1 f -> b 1 f 1")
-            aux = self.mlp_aux(features)
+            aux = self._grid_mlp(self.mlp_aux, token_features, grids)
         return weights, aux
+
+    @staticmethod
+    def _grid_mlp(mlp: nn.Sequential, token_features: Tensor, grids: Tensor) -> Tensor:
+        """`mlp(concat([token_features, grids], -1))` for every (frame, token) cell, without building the concat.
+
+        The first layer is linear, so its token part is computed once per token and broadcast over the frames
+        instead of once per cell: the same function and parameters, a fraction of the work on the `[B, T_feats,
+        T_text]` grid (the durator's hot spot at inference).
+
+        Shapes:
+            - token_features: :math:`[B, 1, T_text, C_conv]`
+            - grids: :math:`[B, T_feats, T_text, 2]`
+            - output: :math:`[B, T_feats, T_text, C_out]`
+        """
+        first, activation, last = mlp
+        num_token_features = token_features.size(-1)
+        hidden = F.linear(token_features, first.weight[:, :num_token_features], first.bias)
+        hidden = hidden + F.linear(grids, first.weight[:, num_token_features:])
+        return last(activation(hidden))
 
     def forward(self, h: Tensor, x_mask: Tensor, durations: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Expand phoneme states to frames: `O = Proj_W(concat_q(W H^T)) + Proj_C(concat_q(einsum(W, C)))`.

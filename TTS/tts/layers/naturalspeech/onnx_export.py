@@ -16,7 +16,8 @@ Two parts of `Naturalspeech.inference` do not survive tracing and are rebuilt he
   zero padding). :func:`inference_onnx` therefore runs the graph one item at a time by default
   (`per_item=True`), which reproduces PyTorch's batch-equals-per-item guarantee; `per_item=False` runs one batched call.
 
-`inference_onnx` needs only numpy and onnxruntime; torch tensors are accepted and converted.
+`inference_onnx` needs only numpy and onnxruntime; torch tensors are accepted and converted. `export_onnx(...,
+quantize=True)` writes the same graph with an int8 HiFi-GAN decoder (`onnx_quantization.py`) for faster CPU serving.
 """
 
 import copy
