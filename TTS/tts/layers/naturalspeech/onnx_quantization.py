@@ -19,6 +19,7 @@ Only `onnx` and `onnxruntime` are needed (no torch).
 """
 
 import logging
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def quantize_decoder(
         The path of the written file.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     feeds = list(calibration_feeds)
     if not feeds:
@@ -75,17 +77,22 @@ def quantize_decoder(
     if not nodes:
         raise ValueError(f"quantize_decoder: {float_path} has no Conv nodes under '/{scope}/' to quantize")
     output_path = Path(output_path)
-    quantize_static(
-        str(float_path),
-        str(output_path),
-        _Feeds(feeds),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],  # also limits calibration to Conv tensors
-        nodes_to_quantize=nodes,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the fast integer kernels on x86
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    with tempfile.TemporaryDirectory(prefix="ns_quant_") as workdir:
+        # ORT's recommended pre-processing (shape inference, graph clean-up); the symbolic shape pass cannot resolve
+        # the data-dependent frame axis (it follows the predicted durations), ONNX's own shape inference still runs.
+        prepared = Path(workdir) / "prepared.onnx"
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(output_path),
+            _Feeds(feeds),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],  # also limits calibration to Conv tensors
+            nodes_to_quantize=nodes,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the fast integer kernels on x86
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     logger.info("Int8 decoder: %d convolutions, %d calibration inputs: %s", len(nodes), len(feeds), output_path)
     return output_path
