@@ -3,7 +3,7 @@
 Each benchmark runs as its own subprocess (fresh memory, its own torch threads):
 
 1. `parameter_count.py` — inference parameters of the paper-size model vs the paper's 28.7M;
-2. `synthesis_rtf.py` — paper-size NaturalSpeech vs VITS at 20 and 80 tokens (all cores and 1 thread, eager,
+2. `synthesis_rtf.py` — paper-size NaturalSpeech vs VITS at 20, 80 and 200 tokens (all cores and 1 thread, eager,
    ONNX Runtime float32 and with the int8 decoder), then the `medium` matched size at 20/80/200 tokens (the length
    sweep of the figure);
 3. `training_step.py` — step time and peak memory per stage vs VITS, `medium` size, batch 8;
@@ -67,7 +67,7 @@ def _commands(out_dir: Path, quick: bool, reps: int) -> dict[str, list[str]]:
     return {
         "parameters": ["parameter_count.py", *out],
         "rtf_paper": [
-            *("synthesis_rtf.py", "--size", "paper", "--lengths", "20", "80", "--threads", cores, "1"),
+            *("synthesis_rtf.py", "--size", "paper", "--lengths", "20", "80", "200", "--threads", cores, "1"),
             *("--reps", str(reps), "--tag", "paper", *out),
         ],
         "rtf_sweep": [

@@ -126,7 +126,7 @@ def export_onnx(
     Args:
         model: A `Naturalspeech` model (left unchanged; a CPU copy is exported).
         output_path: Where to write the `.onnx` file.
-        quantize: Make the HiFi-GAN decoder's convolutions static int8 (`onnx_quantization.py`): 2.2-3x faster
+        quantize: Make the HiFi-GAN decoder's convolutions static int8 (`onnx_quantization.py`): 2-3x faster
             CPU synthesis than PyTorch eager at the paper size, at the cost of quantization noise in the waveform.
             Defaults to False.
         calibration_texts: Sentences whose synthesis calibrates the int8 activation ranges (`quantize` only).

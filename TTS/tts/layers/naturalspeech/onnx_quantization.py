@@ -11,7 +11,7 @@ weights int8 per output channel, activations uint8 with ranges calibrated by run
 The phoneme encoder, durator, flow and memory bank stay float32: they are < 5% of the time, and rounding there would
 move durations (the length of the speech), not just add noise to samples.
 
-It pays off for large decoders only: with the paper's 512-channel HiFi-GAN the int8 graph is 2.2–3.0× faster than eager,
+It pays off for large decoders only: with the paper's 512-channel HiFi-GAN the int8 graph is 2.1–3.1× faster than eager,
 with the CPU recipe's 64 channels the quantize/dequantize steps cost more than the integer kernels save. Integer
 convolutions are fastest on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI).
 
