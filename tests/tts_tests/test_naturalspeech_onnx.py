@@ -6,6 +6,7 @@ The checkpoint has passed every training stage, so the exported graph includes t
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,26 @@ def test_int8_export_rejects_bad_calibration_texts(model, tmp_path, texts, messa
     with pytest.raises(ValueError, match=message):
         model.export_onnx(str(path), quantize=True, calibration_texts=texts)
     assert not path.exists()
+
+
+EXPORT_SCRIPT = Path(__file__).resolve().parents[2] / "recipes/ljspeech/naturalspeech/export_onnx.py"
+
+
+def test_export_script_writes_a_checked_int8_file(trained_model_dir, model, tmp_path):
+    out = tmp_path / "exported" / "naturalspeech_int8.onnx"
+    command = [sys.executable, str(EXPORT_SCRIPT), "--run_dir", str(trained_model_dir), "--out", str(out), "--quantize"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "int8 decoder" in result.stdout and "s of audio" in result.stdout
+    ids = _ids(model, TEXTS[0])
+    expected = model.inference(ids, {"noise_scale": 0.0})["model_outputs"].numpy()
+    actual = inference_onnx(load_onnx(out), ids, noise_scale=0.0, length_scale=model.length_scale)
+    assert actual.shape == expected.shape and 0 < np.abs(actual - expected).max() < 0.5 * np.abs(expected).max()
+
+
+def test_export_script_names_a_missing_run_folder(tmp_path):
+    command = [sys.executable, str(EXPORT_SCRIPT), "--run_dir", str(tmp_path), "--out", str(tmp_path / "x.onnx")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode != 0
+    assert f"{tmp_path / 'config.json'} not found" in result.stderr
+    assert not (tmp_path / "x.onnx").exists()
