@@ -39,7 +39,7 @@ from common import (
     write_json,
 )
 
-from TTS.tts.layers.naturalspeech.onnx_export import export_copy
+from TTS.tts.layers.naturalspeech.onnx_export import export_copy, load_onnx
 
 COLUMNS = [
     "size",
@@ -171,22 +171,13 @@ def onnx_feed(session, tokens, durations, noise_scale: float, length_scale: floa
     return feed
 
 
-def make_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def quantize_exports(exports: dict, inputs: dict, naturalspeech, workdir: Path, notes: dict) -> dict:
     """Int8-decoder copies of the float exports (the product's `quantize_decoder`), calibrated on the inputs."""
     from TTS.tts.layers.naturalspeech.onnx_quantization import quantize_decoder
 
     quantized = {}
     for name, path in exports.items():
-        session = make_session(path, 1)
+        session = load_onnx(path, threads=1)
         noise_scale = naturalspeech.config.model_args.inference_noise_scale
         feeds = [onnx_feed(session, tokens, durations, noise_scale, 1.0) for tokens, durations in inputs.values()]
         try:
@@ -243,8 +234,8 @@ def measure(args) -> tuple[list[dict], dict]:
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        sessions = {f"{name}_onnx": make_session(path, threads) for name, path in exports.items()}
-        sessions |= {f"{name}_int8": make_session(path, threads) for name, path in exports_int8.items()}
+        sessions = {f"{name}_onnx": load_onnx(path, threads=threads) for name, path in exports.items()}
+        sessions |= {f"{name}_int8": load_onnx(path, threads=threads) for name, path in exports_int8.items()}
         for length in args.lengths:
             tokens, durations = inputs[length]
             frames = int(durations.sum())
