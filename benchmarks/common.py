@@ -67,6 +67,14 @@ def environment() -> dict:
     }
 
 
+def run_record(args) -> dict:
+    """The `environment` and `settings` (command-line arguments) every result file starts with."""
+    return {
+        "environment": environment(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    }
+
+
 def header(title: str) -> str:
     """One line naming the benchmark, the cores, torch version and threads, and the current load."""
     env = environment()

@@ -27,11 +27,11 @@ from common import (
     RESULTS_DIR,
     ROOT,
     alternate,
-    environment,
     header,
     markdown_table,
     median,
     median_ratio,
+    run_record,
     write_csv,
     write_json,
 )
@@ -155,8 +155,7 @@ def main() -> None:
     model = load_model(args.run_dir)
     rows = measure(model, held_out_texts(args.metadata, args.sentences), args.threads, args.reps)
     summary = {
-        "environment": environment(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **run_record(args),
         "medians": {
             f"{column}@{t}": median(r[column] for r in rows if r["threads"] == t)
             for t in args.threads

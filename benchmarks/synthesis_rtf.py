@@ -30,11 +30,11 @@ from common import (
     add_common_arguments,
     alternate,
     build_configs,
-    environment,
     header,
     markdown_table,
     median,
     median_ratio,
+    run_record,
     write_csv,
     write_json,
 )
@@ -353,8 +353,7 @@ def main() -> None:
     onnx = [r for r in rows if r["backend"] == "onnxruntime"]
     int8 = [r for r in rows if r["backend"] == "onnxruntime-int8"]
     summary = {
-        "environment": environment(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **run_record(args),
         "targets": {"rtf_ratio_max": TARGET_RTF_RATIO, "onnx_speedup_min": TARGET_ONNX_SPEEDUP},
         "rtf_ratio_met": all(r["rtf_ratio"] <= TARGET_RTF_RATIO for r in eager),
         "naturalspeech_onnx_speedup_met": (

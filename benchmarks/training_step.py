@@ -36,13 +36,13 @@ from common import (
     add_common_arguments,
     alternate,
     build_configs,
-    environment,
     header,
     markdown_table,
     max_rss_bytes,
     median,
     median_ratio,
     run_json_worker,
+    run_record,
     write_csv,
     write_json,
 )
@@ -167,6 +167,14 @@ def worker(args) -> None:
     print(json.dumps(result))
 
 
+def with_target(row: dict) -> dict:
+    """`row` with its configuration's target step ratio to VITS and whether it is met (no target: unchanged)."""
+    if row["configuration"] in TARGETS:
+        row["target_ratio"] = TARGETS[row["configuration"]]
+        row["target_met"] = row["step_ratio_vs_vits"] <= row["target_ratio"]
+    return row
+
+
 def alternate_in_process(args) -> None:
     """All configurations built in this one process, their steps alternating (`common.alternate`).
 
@@ -197,13 +205,9 @@ def alternate_in_process(args) -> None:
         row["step_ratio_vs_vits"] = median_ratio(times[configuration], times["vits"])
         row["min_step_s"] = min(times[configuration])
         row["min_step_ratio_vs_vits"] = row["min_step_s"] / min(times["vits"])
-        if configuration in TARGETS:
-            row["target_ratio"] = TARGETS[configuration]
-            row["target_met"] = row["step_ratio_vs_vits"] <= TARGETS[configuration]
-        rows.append(row)
+        rows.append(with_target(row))
     summary = {
-        "environment": environment(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **run_record(args),
         "targets_step_ratio_vs_vits": TARGETS,
         "results": rows,
         "times": times,
@@ -277,13 +281,9 @@ def main() -> None:
         # the least disturbed step of all runs: robust when other jobs load the machine for minutes at a time
         row["min_step_s"] = min(values(configuration, "min_step_s"))
         row["min_step_ratio_vs_vits"] = row["min_step_s"] / min(values("vits", "min_step_s"))
-        if configuration in TARGETS:
-            row["target_ratio"] = TARGETS[configuration]
-            row["target_met"] = row["step_ratio_vs_vits"] <= TARGETS[configuration]
-        rows.append(row)
+        rows.append(with_target(row))
     summary = {
-        "environment": environment(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **run_record(args),
         "targets_step_ratio_vs_vits": TARGETS,
         "results": rows,
         "runs": runs,
