@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
+import train_naturalspeech  # this folder is on sys.path when a script here runs
 from tqdm import tqdm
-from train_naturalspeech import load_samples  # this folder is on sys.path when a script here runs
 from train_naturalspeech_cpu import make_cpu_config
-from trainer import Trainer, TrainerArgs
 
 from TTS.config import load_config
 from TTS.tts.models.naturalspeech import Naturalspeech
@@ -58,28 +57,22 @@ def build_corpus(out_dir: Path, num_sentences: int = 200) -> Path:
 def train(corpus: Path, out_dir: Path, epochs: int) -> Path:
     """Train the CPU recipe's model with the toolkit's Trainer; returns the run folder."""
     probe = make_cpu_config(corpus, out_dir / "runs", epochs=epochs)
-    train_samples, eval_samples = load_samples(probe)
+    train_samples, eval_samples = train_naturalspeech.load_samples(probe)
     steps_per_epoch = math.ceil(len(train_samples) / probe.batch_size)
     config = make_cpu_config(corpus, out_dir / "runs", epochs=epochs, steps_per_epoch=steps_per_epoch)
     print(
         f"Training {epochs} epochs x {steps_per_epoch} steps: warm-up until step {config.warmup_steps}, "
         f"tuning from step {config.tuning_start_step}."
     )
-    model = Naturalspeech(config)
     bar = tqdm(total=epochs * steps_per_epoch, desc="NaturalSpeech training", unit="step")
-    trainer = Trainer(
-        TrainerArgs(),
-        model.config,
-        config.output_path,
-        model=model,
-        train_samples=train_samples,
-        eval_samples=eval_samples,
+    run_dir = train_naturalspeech.train(
+        config,
+        (train_samples, eval_samples),
         parse_command_line_args=False,
         callbacks={"on_train_step_end": lambda _trainer: bar.update(1)},
     )
-    trainer.fit()
     bar.close()
-    return Path(trainer.output_path)
+    return run_dir
 
 
 def synthesize(run_dir: Path, out_dir: Path) -> Path:

@@ -28,20 +28,26 @@ DEFAULT_DATA_PATH = RECIPE_DIR / "../LJSpeech-1.1"
 HELD_OUT_PREFIX = "LJ050-"  # the paper's evaluation sentences: never trained on
 
 
+def ljspeech_phonemes(data_path: str | os.PathLike, output_path: str | os.PathLike) -> dict:
+    """Config fields shared by the recipes: one LJSpeech folder, phonemized with espeak-ng as the phoneme
+    pre-training recipe does, the run and the phoneme cache under `output_path`."""
+    return {
+        "datasets": [BaseDatasetConfig(formatter="ljspeech", meta_file_train="metadata.csv", path=str(data_path))],
+        "output_path": str(output_path),
+        "text_cleaner": "english_cleaners",
+        "use_phonemes": True,
+        "phonemizer": "espeak",
+        "phoneme_language": "en-us",
+        "phoneme_cache_path": str(Path(output_path) / "phoneme_cache"),
+    }
+
+
 def make_config(data_path: str | os.PathLike, output_path: str | os.PathLike) -> NaturalspeechConfig:
     """The paper's configuration (Section 4.1) on one LJSpeech folder."""
-    dataset = BaseDatasetConfig(formatter="ljspeech", meta_file_train="metadata.csv", path=str(data_path))
     return NaturalspeechConfig(
         run_name="naturalspeech_ljspeech",
         model_args=NaturalspeechArgs(pretrained_encoder_path=os.environ.get("PRETRAINED_ENCODER")),
-        datasets=[dataset],
-        output_path=str(output_path),
-        # phonemes exactly as the phoneme pre-training recipe produces them
-        text_cleaner="english_cleaners",
-        use_phonemes=True,
-        phonemizer="espeak",
-        phoneme_language="en-us",
-        phoneme_cache_path=str(Path(output_path) / "phoneme_cache"),
+        **ljspeech_phonemes(data_path, output_path),
         compute_input_seq_cache=True,
         # paper: 8 V100s, dynamic batches of 8000 frames per GPU (~ 16 LJSpeech clips), 15k epochs
         batch_size=16,
@@ -76,9 +82,16 @@ def load_samples(config: NaturalspeechConfig) -> tuple[list, list]:
     return keep(train_samples), keep(eval_samples)
 
 
-def train(config: NaturalspeechConfig) -> None:
-    """Train `config` on its LJSpeech folder with the toolkit's Trainer (command-line Trainer arguments apply)."""
-    train_samples, eval_samples = load_samples(config)
+def train(config: NaturalspeechConfig, samples: tuple[list, list] | None = None, **trainer_options) -> Path:
+    """Train `config` with the toolkit's Trainer; returns the run folder.
+
+    Args:
+        config: The recipe's config.
+        samples: Train and eval samples; None loads them from the config's LJSpeech folder (`load_samples`).
+        **trainer_options: More `Trainer` arguments (e.g. `callbacks`); command-line Trainer arguments apply unless
+            `parse_command_line_args=False`.
+    """
+    train_samples, eval_samples = samples or load_samples(config)
     model = Naturalspeech(config)
     trainer = Trainer(
         TrainerArgs(),
@@ -87,8 +100,10 @@ def train(config: NaturalspeechConfig) -> None:
         model=model,
         train_samples=train_samples,
         eval_samples=eval_samples,
+        **trainer_options,
     )
     trainer.fit()
+    return Path(trainer.output_path)
 
 
 def main() -> None:

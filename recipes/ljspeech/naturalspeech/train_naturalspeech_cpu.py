@@ -9,10 +9,13 @@ the starting point for experiments on small hardware. Usage::
 import os
 from pathlib import Path
 
-from train_naturalspeech import DEFAULT_DATA_PATH, train  # this folder is on sys.path when a script here runs
+from train_naturalspeech import (  # this folder is on sys.path when a script here runs
+    DEFAULT_DATA_PATH,
+    ljspeech_phonemes,
+    train,
+)
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
-from TTS.tts.configs.shared_configs import BaseDatasetConfig
 
 RECIPE_DIR = Path(__file__).resolve().parent
 
@@ -25,7 +28,6 @@ def make_cpu_config(
 ) -> NaturalspeechConfig:
     """A small model (about 1M parameters) whose stages split `epochs` into 30% warm-up, 50% main, 20% tuning."""
     total_steps = epochs * steps_per_epoch
-    dataset = BaseDatasetConfig(formatter="ljspeech", meta_file_train="metadata.csv", path=str(data_path))
     model_args = NaturalspeechArgs(
         hidden_channels=64,
         hidden_channels_ffn_text_encoder=128,
@@ -46,13 +48,7 @@ def make_cpu_config(
     return NaturalspeechConfig(
         run_name="naturalspeech_cpu",
         model_args=model_args,
-        datasets=[dataset],
-        output_path=str(output_path),
-        text_cleaner="english_cleaners",
-        use_phonemes=True,
-        phonemizer="espeak",
-        phoneme_language="en-us",
-        phoneme_cache_path=str(Path(output_path) / "phoneme_cache"),
+        **ljspeech_phonemes(data_path, output_path),
         batch_size=8,
         eval_batch_size=4,
         eval_split_size=2,
