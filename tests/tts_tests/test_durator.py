@@ -226,3 +226,61 @@ def test_from_args():
     assert durator.duration_predictor.proj.in_channels == 16 and len(durator.duration_predictor.convs) == 3
     assert durator.upsampling.mlp_weights[2].out_features == 2 and durator.proj_mean.out_channels == 12
     assert Durator.from_args(NaturalspeechArgs(use_learnable_upsampling=False)).upsampling is None
+
+
+def alternating_durations(num_tokens: int) -> torch.Tensor:
+    """Strongly varied durations: 1 and 6 frames in turn."""
+    return torch.tensor([1.0, 6.0]).repeat(num_tokens // 2 + 1)[:num_tokens].unsqueeze(0)
+
+
+def paper_size_durator(**kwargs) -> Durator:
+    torch.manual_seed(0)
+    return Durator.from_args(NaturalspeechArgs(hidden_channels=64, **kwargs)).eval()
+
+
+def test_attention_starts_near_the_hard_path():
+    """With given durations, every frame attends mostly to its own token from initialisation (uniform: 1/T_text)."""
+    num_tokens = 177
+    h, x_mask = torch.randn(1, 64, num_tokens), torch.ones(1, 1, num_tokens)
+    durations = alternating_durations(num_tokens)
+    out = paper_size_durator()(h, x_mask, durations=durations)
+    assert out.attention.max(-1).values.mean() >= 0.5
+    hard_path = generate_path(durations, x_mask.transpose(1, 2) * out.frame_mask).transpose(1, 2)
+    assert (out.attention.argmax(-1) == hard_path.argmax(-1)).float().mean() > 0.95
+    # the plain random start of Parallel Tacotron 2 is what left the attention uniform
+    random_start = paper_size_durator(init_sharpness_upsampling=0.0)(h, x_mask, durations=durations)
+    assert random_start.attention.max(-1).values.mean() < 0.05
+
+
+def test_prior_mean_varies_over_frames_as_the_tokens_do():
+    """Frames of one token share its prior mean; frames of different tokens differ (the prior carries the text)."""
+    num_tokens = 40
+    h, x_mask = torch.randn(1, 64, num_tokens), torch.ones(1, 1, num_tokens)
+    durations = alternating_durations(num_tokens)
+    out = paper_size_durator()(h, x_mask, durations=durations)
+    token_of_frame = torch.repeat_interleave(torch.arange(num_tokens), durations[0].long())
+    mean = out.prior_mean[0].T  # [T_feats, C]
+    within = torch.stack([mean[token_of_frame == k].var(0, unbiased=False).sum() for k in range(num_tokens)])
+    total = mean.var(0, unbiased=False).sum()
+    assert within.mean() < 0.1 * total
+
+
+def test_duration_predictor_alone_overfits_one_sentence():
+    """Dropout off, fixed phoneme states: the log-duration error falls below a tenth of the targets' variance."""
+    torch.manual_seed(0)
+    num_tokens = 120
+    token_ids = torch.randint(0, 40, (num_tokens,))
+    h = torch.nn.Embedding(40, 64)(token_ids).T.unsqueeze(0).detach()  # [1, C, T_text]
+    x_mask = torch.ones(1, 1, num_tokens)
+    targets = torch.exp(torch.rand(40)[token_ids] * 2.5).round().clamp(min=1).unsqueeze(0)  # token-dependent
+    durator = paper_size_durator(dropout_p_durator=0.0)
+    durator.train()
+    optimizer = torch.optim.AdamW(durator.duration_predictor.parameters(), lr=2e-4, betas=(0.8, 0.99))
+    log_targets = torch.log(targets)
+    for _ in range(300):
+        log_durations = durator.duration_predictor(h, x_mask)[:, 0]
+        loss = torch.mean((log_durations - log_targets) ** 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.1 * float(log_targets.var())

@@ -71,6 +71,11 @@ class NaturalspeechArgs(ModelArgs):
             Hidden channels of the swish MLPs of the upsampling layer. Defaults to 16.
         kernel_size_upsampling (int):
             Kernel size of the convolution inside the upsampling layer. Defaults to 3.
+        init_sharpness_upsampling (float):
+            Start the upsampling attention close to hard length regulation, with this slope of the logits outside a
+            token's span (a departure from Parallel Tacotron 2's plain random initialisation, which leaves the
+            attention uniform over all tokens; see `docs/paper_fidelity.md`). 0 restores the random start.
+            Defaults to 8.0.
         kernel_size_posterior_encoder (int):
             Kernel size of the posterior encoder's WaveNet layers. Defaults to 5.
         dilation_rate_posterior_encoder (int):
@@ -106,12 +111,19 @@ class NaturalspeechArgs(ModelArgs):
             Smoothing temperature of soft-DTW. Defaults to 0.01.
         soft_dtw_warp (float):
             Warp penalty per latent channel (paper: 0.07). The KL cost is summed over the `hidden_channels`
-            channels, so the penalty applied to the cost matrix is `soft_dtw_warp * hidden_channels`. Defaults
-            to 0.07.
+            channels, so the penalty applied to the cost matrix is `soft_dtw_warp * hidden_channels` (13.44 at
+            192 channels). Defaults to 0.07.
+        soft_dtw_steps (str):
+            Step pattern of the soft alignment. "sample_once": every sampled frame is scored exactly once, holding
+            or skipping a target frame pays the warp penalty, so a longer prior is never rewarded (a departure from
+            the paper, see `docs/paper_fidelity.md`). "symmetric": the paper's soft-DTW, one cost cell per step;
+            single-sample KL cells can be negative, and then longer paths score better. Defaults to "sample_once".
         soft_dtw_bandwidth (int | None):
-            Sakoe-Chiba band half-width in frames; `None` searches the whole matrix. Defaults to None.
+            Sakoe-Chiba band half-width in frames; `None` searches the whole matrix (symmetric steps only).
+            Defaults to None.
         soft_dtw_backend (str):
-            "auto" (CUDA kernel for CUDA tensors, numba CPU otherwise), "cpu" or "cuda". Defaults to "auto".
+            "auto" (CUDA kernel for CUDA tensors, numba CPU otherwise), "cpu" or "cuda" (symmetric steps only).
+            Defaults to "auto".
         resblock_type_decoder (str):
             Residual block type of the HiFi-GAN decoder. Defaults to "1".
         resblock_kernel_sizes_decoder (list[int]):
@@ -165,6 +177,7 @@ class NaturalspeechArgs(ModelArgs):
     conv_channels_upsampling: int = 8
     mlp_channels_upsampling: int = 16
     kernel_size_upsampling: int = 3
+    init_sharpness_upsampling: float = 8.0
 
     # posterior encoder
     kernel_size_posterior_encoder: int = 5
@@ -189,6 +202,7 @@ class NaturalspeechArgs(ModelArgs):
     use_soft_dtw: bool = True
     soft_dtw_gamma: float = 0.01
     soft_dtw_warp: float = 0.07
+    soft_dtw_steps: str = "sample_once"
     soft_dtw_bandwidth: int | None = None
     soft_dtw_backend: str = "auto"
 

@@ -30,7 +30,12 @@ from TTS.tts.layers.naturalspeech.checkpoints import (
 from TTS.tts.layers.naturalspeech.dataset import NaturalspeechDataset
 from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
-from TTS.tts.layers.naturalspeech.losses import NaturalspeechGeneratorLoss, PriorPosteriorKL, duration_loss
+from TTS.tts.layers.naturalspeech.losses import (
+    FrameGaussians,
+    NaturalspeechGeneratorLoss,
+    PriorPosteriorKL,
+    duration_loss,
+)
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_training_latents, switches_at
@@ -140,7 +145,12 @@ class Naturalspeech(BaseTTSE2E):
             else None
         )
         self.prior_posterior_kl = PriorPosteriorKL(
-            args.soft_dtw_gamma, args.soft_dtw_warp, hidden, args.soft_dtw_bandwidth, args.soft_dtw_backend
+            args.soft_dtw_gamma,
+            args.soft_dtw_warp,
+            hidden,
+            args.soft_dtw_steps,
+            args.soft_dtw_bandwidth,
+            args.soft_dtw_backend,
         )
 
     @property
@@ -198,15 +208,22 @@ class Naturalspeech(BaseTTSE2E):
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
         kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
         aligned = not switches.use_predicted_durations
+        posterior = FrameGaussians(m_q, logs_q, spec_lengths)
+        prior_frames = FrameGaussians(prior.prior_mean, prior.prior_log_std, prior.frame_lengths)
+        # L_bwd: the posterior sample mapped forward, scored under the prior
         kl_terms["loss_kl_bwd"] = self.prior_posterior_kl(
-            z_p, logs_q, spec_lengths, prior.prior_mean, prior.prior_log_std, prior.frame_lengths, aligned
+            sample=posterior._replace(values=z_p), target=prior_frames, num_frames=spec_lengths, aligned=aligned
         )
         prior_sample = None
         if switches.use_forward_kl or switches.use_e2e:
             prior_sample = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, 1.0)
         if switches.use_forward_kl:
+            # L_fwd: the prior sample mapped back, scored under the posterior
             kl_terms["loss_kl_fwd"] = self.prior_posterior_kl(
-                prior_sample, prior.prior_log_std, prior.frame_lengths, m_q, logs_q, spec_lengths, aligned
+                sample=prior_frames._replace(values=prior_sample),
+                target=posterior,
+                num_frames=spec_lengths,
+                aligned=aligned,
             )
 
         z_slice, slice_ids = rand_segments(z, spec_lengths, self.args.spec_segment_size, True, True)
@@ -237,7 +254,12 @@ class Naturalspeech(BaseTTSE2E):
         # alignment prior expanded along the path: [B, C, T_text] x [B, T_text, T_feats] -> [B, C, T_feats]
         frame_mean, frame_log_std = align_mean @ path, align_log_std @ path
         frame_lengths = y_mask.sum((1, 2)).long()
-        loss_align = self.prior_posterior_kl(z_p, logs_q, frame_lengths, frame_mean, frame_log_std, frame_lengths, True)
+        loss_align = self.prior_posterior_kl(
+            sample=FrameGaussians(z_p, logs_q, frame_lengths),
+            target=FrameGaussians(frame_mean, frame_log_std, frame_lengths),
+            num_frames=frame_lengths,
+            aligned=True,
+        )
         return durations, {"loss_align": loss_align}
 
     def _decoder_input(self, z: torch.Tensor, mask: torch.Tensor, switches: StageSwitches) -> torch.Tensor:

@@ -115,6 +115,8 @@ class LearnableUpsampling(nn.Module):
         conv_channels: Channels of the per-token convolution feature fed to the MLPs.
         mlp_channels: Hidden channels of the swish MLPs.
         kernel_size: Kernel size of the per-token convolution.
+        init_sharpness: Start the attention near hard length regulation with this slope (see
+            :meth:`start_near_hard_path`); 0 keeps the plain random initialisation of Parallel Tacotron 2.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class LearnableUpsampling(nn.Module):
         conv_channels: int = 8,
         mlp_channels: int = 16,
         kernel_size: int = 3,
+        init_sharpness: float = 8.0,
     ):
         super().__init__()
         self.conv = nn.Conv1d(channels, conv_channels, kernel_size, padding=kernel_size // 2)
@@ -132,6 +135,28 @@ class LearnableUpsampling(nn.Module):
         self.mlp_aux = swish_mlp(conv_channels + 2, mlp_channels, num_aux_channels)
         self.proj_weights = nn.Linear(num_heads * channels, channels)
         self.proj_aux = nn.Linear(num_heads * num_aux_channels, channels)
+        if init_sharpness > 0:
+            self.start_near_hard_path(init_sharpness)
+
+    @torch.no_grad()
+    def start_near_hard_path(self, sharpness: float) -> None:
+        """Set two hidden units of the attention MLP so every head starts close to hard length regulation.
+
+        With random weights the MLP is nearly flat over the compressed grids, so `W` starts almost uniform over all
+        tokens: every frame then sees the average phoneme, the prior carries no text, and the gradients through that
+        average are too weak to ever localise it (measured: mean largest weight 0.013 after 850 training steps,
+        uniform would be 0.006). Here unit 0 reads `S` and unit 1 reads `E`, both with slope `-sharpness`, and every
+        head subtracts both: the logit is about 0 for the token whose span holds the frame centre and about
+        `-sharpness * log(1 + distance)` outside it, a soft boundary that still passes gradients to the durations.
+        The other units keep their random weights, so the heads remain free to learn other shapes.
+        """
+        first, _, last = self.mlp_weights
+        grid_columns = self.conv.out_channels  # the grids follow the token features in the MLP input
+        first.weight[:2].zero_()
+        first.bias[:2].zero_()
+        first.weight[0, grid_columns] = -sharpness
+        first.weight[1, grid_columns + 1] = -sharpness
+        last.weight[:, :2] = -1.0
 
     def attention(self, h: Tensor, x_mask: Tensor, durations: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Attention weights `W` and auxiliary context `C`, computed in float32 (float64 for a double module).
@@ -241,6 +266,8 @@ class Durator(nn.Module):
         conv_channels: Channels of the upsampling's per-token convolution. Defaults to 8.
         mlp_channels: Hidden channels of the upsampling's swish MLPs. Defaults to 16.
         kernel_size_upsampling: Kernel size of the upsampling's per-token convolution. Defaults to 3.
+        init_sharpness_upsampling: Slope of the upsampling's start near hard length regulation; 0 for the plain
+            random initialisation. Defaults to 8.0.
         min_duration: Lower bound of a predicted duration in frames (before `length_scale`). Defaults to 1.0.
         max_duration: Upper bound of a predicted duration in frames (before `length_scale`). Defaults to 100.0.
         detach_predictor_input: Stop the duration predictor's gradients at `h`. Defaults to False.
@@ -260,6 +287,7 @@ class Durator(nn.Module):
         conv_channels: int = 8,
         mlp_channels: int = 16,
         kernel_size_upsampling: int = 3,
+        init_sharpness_upsampling: float = 8.0,
         min_duration: float = 1.0,
         max_duration: float = 100.0,
         detach_predictor_input: bool = False,
@@ -277,7 +305,13 @@ class Durator(nn.Module):
         self.upsampling = None
         if use_learnable_upsampling:
             self.upsampling = LearnableUpsampling(
-                in_channels, num_heads, num_aux_channels, conv_channels, mlp_channels, kernel_size_upsampling
+                in_channels,
+                num_heads,
+                num_aux_channels,
+                conv_channels,
+                mlp_channels,
+                kernel_size_upsampling,
+                init_sharpness_upsampling,
             )
         self.proj_mean = nn.Conv1d(in_channels, latent_channels, 1)
         self.proj_log_std = nn.Conv1d(in_channels, latent_channels, 1)
@@ -298,6 +332,7 @@ class Durator(nn.Module):
             conv_channels=args.conv_channels_upsampling,
             mlp_channels=args.mlp_channels_upsampling,
             kernel_size_upsampling=args.kernel_size_upsampling,
+            init_sharpness_upsampling=args.init_sharpness_upsampling,
             min_duration=args.min_duration_frames,
             max_duration=args.max_duration_frames,
             detach_predictor_input=args.detach_durator_input,

@@ -6,30 +6,56 @@ Everything is computed in float32 with autocast off: mixed-precision NaN in KL a
 VITS training failure.
 """
 
+from typing import NamedTuple
+
 import torch
 from coqpit import Coqpit
 from torch import nn
 
 from TTS.tts.layers.losses import feature_loss, generator_loss
 from TTS.tts.layers.naturalspeech.gaussian_kl import gaussian_kl_aligned, gaussian_kl_matrix
+from TTS.tts.layers.naturalspeech.soft_alignment import soft_alignment_cost
 from TTS.tts.layers.naturalspeech.soft_dtw import SoftDTW
 from TTS.tts.utils.helpers import sequence_mask
 
+SOFT_DTW_STEPS = ("sample_once", "symmetric")
+
+
+class FrameGaussians(NamedTuple):
+    """One side of a KL term: per-frame values (a sample or the means), their log-stds and the valid frames.
+
+    Shapes:
+        - values, log_std: :math:`[B, C, T]`
+        - lengths: :math:`[B]`
+    """
+
+    values: torch.Tensor
+    log_std: torch.Tensor
+    lengths: torch.Tensor
+
 
 class PriorPosteriorKL(nn.Module):
-    """Single-sample KL between a sampled sequence and a target Gaussian sequence, aligned or under soft-DTW.
+    """Single-sample KL of a sampled sequence under a target Gaussian sequence, aligned or under soft alignment.
 
     With equal lengths (durations from alignment search) the frames are paired one to one, exactly like the VITS KL.
-    With different lengths (predicted durations) the frame-pair KL matrix is scored by soft-DTW, which finds the
-    soft best monotonic pairing. Both are normalised by the number of target frames.
+    With different lengths (predicted durations) the frame-pair KL matrix is scored by a soft-DTW:
+
+    - `"sample_once"` (default): every sampled frame is scored exactly once (`soft_alignment.py`); a target frame
+      held for one more sampled frame, or skipped, pays the warp penalty. No path is rewarded for its length, so the
+      single-sample KL may be negative without teaching the durator to stretch the prior.
+    - `"symmetric"`: the paper's soft-DTW (`soft_dtw.py`): one cell per step, horizontal and vertical steps pay the
+      warp penalty. Negative cells reward longer paths (measured: durations grew ~5x in 100 steps).
+
+    Both are normalised by `num_frames`, the posterior frame count, which no alignment can change.
 
     Args:
-        soft_dtw_gamma: Smoothing of soft-DTW.
+        soft_dtw_gamma: Smoothing of the soft minimum.
         soft_dtw_warp: Warp penalty per latent channel; multiplied by the channel count because the cost sums the
-            KL over channels.
+            KL over channels (0.07 · 192 = 13.44 at the paper's size).
         channels: Latent channels.
-        soft_dtw_bandwidth: Optional Sakoe-Chiba band.
-        soft_dtw_backend: "auto", "cpu" or "cuda".
+        soft_dtw_steps: `"sample_once"` or `"symmetric"`, see above.
+        soft_dtw_bandwidth: Optional Sakoe-Chiba band (symmetric steps only).
+        soft_dtw_backend: "auto", "cpu" or "cuda" (symmetric steps only).
     """
 
     def __init__(
@@ -37,62 +63,50 @@ class PriorPosteriorKL(nn.Module):
         soft_dtw_gamma: float,
         soft_dtw_warp: float,
         channels: int,
+        soft_dtw_steps: str = "sample_once",
         soft_dtw_bandwidth: int | None = None,
         soft_dtw_backend: str = "auto",
     ):
         super().__init__()
+        if soft_dtw_steps not in SOFT_DTW_STEPS:
+            raise ValueError(f"soft_dtw_steps must be one of {SOFT_DTW_STEPS}, got {soft_dtw_steps!r}.")
+        self.gamma = soft_dtw_gamma
+        self.warp = soft_dtw_warp * channels
+        self.steps = soft_dtw_steps
         self.soft_dtw = SoftDTW(
-            gamma=soft_dtw_gamma,
-            warp=soft_dtw_warp * channels,
-            bandwidth=soft_dtw_bandwidth,
-            backend=soft_dtw_backend,
+            gamma=soft_dtw_gamma, warp=self.warp, bandwidth=soft_dtw_bandwidth, backend=soft_dtw_backend
         )
 
     def forward(
-        self,
-        sample: torch.Tensor,
-        log_std_sample: torch.Tensor,
-        sample_lengths: torch.Tensor,
-        mean_target: torch.Tensor,
-        log_std_target: torch.Tensor,
-        target_lengths: torch.Tensor,
-        aligned: bool,
+        self, *, sample: FrameGaussians, target: FrameGaussians, num_frames: torch.Tensor, aligned: bool
     ) -> torch.Tensor:
-        """KL of `sample` (with its own log-std) under the target Gaussians.
+        """KL of `sample.values` (drawn with `sample.log_std`) under the target Gaussians, per posterior frame.
 
-        Shapes:
-            - sample, log_std_sample: :math:`[B, C, N]`
-            - sample_lengths: :math:`[B]`
-            - mean_target, log_std_target: :math:`[B, C, M]`
-            - target_lengths: :math:`[B]`
+        Args:
+            sample: The flow-mapped sample and the log-std of the distribution it was drawn from.
+            target: Means and log-stds of the scoring distribution.
+            num_frames: Posterior frames per item (the normaliser).
+            aligned: Pair frame t with frame t (the two sides must have equal lengths).
         """
-        with torch.autocast(device_type=sample.device.type, enabled=False):
-            sample, log_std_sample = sample.float(), log_std_sample.float()
-            mean_target, log_std_target = mean_target.float(), log_std_target.float()
+        with torch.autocast(device_type=sample.values.device.type, enabled=False):
+            values, log_std = sample.values.float(), sample.log_std.float()
+            mean_target, log_std_target = target.values.float(), target.log_std.float()
             if aligned:
-                mask = sequence_mask(target_lengths, mean_target.size(2)).unsqueeze(1).float()
-                return gaussian_kl_aligned(sample, log_std_sample, mean_target, log_std_target, mask)
-            cost = gaussian_kl_matrix(sample, log_std_sample, mean_target, log_std_target)  # [B, N, M]
-            return self.soft_dtw_kl(cost, sample_lengths, target_lengths)
+                mask = sequence_mask(target.lengths, mean_target.size(2)).unsqueeze(1).float()
+                return gaussian_kl_aligned(values, log_std, mean_target, log_std_target, mask)
+            cost = gaussian_kl_matrix(values, log_std, mean_target, log_std_target)  # [B, N, M]
+            return self.soft_alignment_kl(cost, sample.lengths, target.lengths) / num_frames.sum()
 
-    def soft_dtw_kl(self, cost: torch.Tensor, lengths_n: torch.Tensor, lengths_m: torch.Tensor) -> torch.Tensor:
-        """Soft-DTW of a frame-pair KL cost, with every item's cells shifted so the smallest valid one is zero.
-
-        Single-sample KL terms can be negative, and a soft-DTW path sums one term per visited cell: negative cells
-        would reward longer paths, i.e. teach the durator to stretch the prior (seen in training: durations grew
-        ~5x within 100 steps of the main stage). Shifting all valid cells of an item by the same detached constant
-        keeps which cells align and every cell's gradient, and removes that reward for length.
+    def soft_alignment_kl(self, cost: torch.Tensor, lengths_n: torch.Tensor, lengths_m: torch.Tensor) -> torch.Tensor:
+        """Sum over the batch of the soft-minimum path cost of a frame-pair cost (rows: sampled frames).
 
         Shapes:
             - cost: :math:`[B, N, M]`
             - lengths_n, lengths_m: :math:`[B]`
         """
-        valid_n = sequence_mask(lengths_n, cost.size(1)).unsqueeze(2)  # [B, N, 1]
-        valid = valid_n & sequence_mask(lengths_m, cost.size(2)).unsqueeze(1)  # [B, N, M]
-        lowest = cost.detach().masked_fill(~valid, float("inf")).amin(dim=(1, 2))  # [B]
-        shifted = cost - lowest.clamp(max=0.0)[:, None, None]
-        path_costs = self.soft_dtw(shifted, lengths_n, lengths_m)  # [B]
-        return path_costs.sum() / lengths_m.sum()
+        if self.steps == "sample_once":
+            return soft_alignment_cost(cost, lengths_n, lengths_m, self.gamma, self.warp).sum()
+        return self.soft_dtw(cost, lengths_n, lengths_m).sum()
 
 
 class NaturalspeechGeneratorLoss(nn.Module):

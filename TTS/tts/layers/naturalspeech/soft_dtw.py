@@ -11,7 +11,7 @@ Tacotron 2 (Elias et al., 2021). The recurrence over a cost C of shape [N, M] is
 and the loss is R[N, M]. Steps that stay on one frame of either sequence pay `warp`; the diagonal step does not.
 The paper uses γ = 0.01 and a per-channel warp of 0.07. When the cost is a KL summed over D channels, as in the
 model (`gaussian_kl_matrix`), the warp must be summed the same way: 0.07·D, i.e. the model passes
-`soft_dtw_warp * hidden_channels` (134.4 for D = 192).
+`soft_dtw_warp * hidden_channels` (0.07 · 192 = 13.44 for D = 192).
 
 Backends: a numba CPU kernel (parallel over the batch) and a numba.cuda anti-diagonal wavefront kernel
 (`soft_dtw_cuda.py`). Both keep the DP table in float64 whatever the input dtype: a float32 table gives
