@@ -96,8 +96,16 @@ def test_each_stage_trains_its_parameters(tiny, step, stage, memory_trains):
     loss_names = set(losses[-1])
     assert {"loss_kl_bwd", "loss_align", "loss_duration", "loss_mel", "loss_feat", "loss_gen"} <= loss_names
     assert ("loss_kl_fwd" in loss_names) is (stage is not TrainingStage.WARMUP)
-    assert ("loss_e2e" in loss_names) is (stage is TrainingStage.TUNING)
+    # the paper's objective L_bwd + L_fwd + L_rec + L_e2e from the main stage on
+    assert ("loss_e2e" in loss_names) is (stage is not TrainingStage.WARMUP)
     assert all(torch.isfinite(torch.tensor(v)) for v in losses[-1].values())
+
+
+@pytest.mark.parametrize(("step", "e2e"), [(0, False), (2, False), (4, True)])
+def test_e2e_can_wait_for_the_tuning_stage(tmp_path, ljspeech_dir, step, e2e):
+    config, model = build(tmp_path, ljspeech_dir, e2e_in_main_stage=False)
+    model.step.fill_(step)
+    assert model.switches.use_e2e is e2e
 
 
 def test_main_stage_with_soft_dtw_uses_predicted_durations(tiny):

@@ -2,8 +2,9 @@
 
 1. warm-up: durations from alignment search, L_bwd + L_rec + duration loss; no memory bank, no L_fwd, no L_e2e;
 2. memory initialisation at the warm-up/main boundary: k-means over posterior latents fits the memory bank;
-3. main: memory bank, L_fwd and (optionally) predicted durations with the KL terms under soft-DTW;
-4. tuning: the prior path is also trained through the decoder with the adversarial loss L_e2e.
+3. main: the paper's objective L_bwd + L_fwd + L_rec + L_e2e with the memory bank, and (optionally) predicted
+   durations with the KL terms under soft alignment; `e2e_in_main_stage=False` leaves L_e2e to the tuning stage;
+4. tuning: as main, with L_e2e whatever `e2e_in_main_stage` says.
 
 The stage is a pure function of the global step and the config, so a resumed run lands in the right stage by
 construction; whether the memory bank was fitted is model state saved in every checkpoint.
@@ -57,7 +58,7 @@ def switches_at(step: int, config: Coqpit) -> StageSwitches:
         use_memory_bank=after_warmup and args.use_memory_bank,
         use_forward_kl=after_warmup and args.use_forward_kl,
         use_predicted_durations=after_warmup and args.use_soft_dtw,
-        use_e2e=stage is TrainingStage.TUNING,
+        use_e2e=stage is TrainingStage.TUNING or (stage is TrainingStage.MAIN and config.e2e_in_main_stage),
     )
 
 
