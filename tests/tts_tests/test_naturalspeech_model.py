@@ -103,7 +103,7 @@ def test_each_stage_trains_its_parameters(tiny, step, stage, memory_trains):
 
 @pytest.mark.parametrize(("step", "e2e"), [(0, False), (2, False), (4, True)])
 def test_e2e_can_wait_for_the_tuning_stage(tmp_path, ljspeech_dir, step, e2e):
-    config, model = build(tmp_path, ljspeech_dir, e2e_in_main_stage=False)
+    _, model = build(tmp_path, ljspeech_dir, e2e_in_main_stage=False)
     model.step.fill_(step)
     assert model.switches.use_e2e is e2e
 
