@@ -102,3 +102,34 @@ def test_kl_takes_named_sides_and_is_exact_when_aligned():
     aligned = kl()(sample=sample, target=target, num_frames=lengths, aligned=True)
     soft = kl()(sample=sample, target=target, num_frames=lengths, aligned=False)
     torch.testing.assert_close(soft, aligned, atol=0.05, rtol=0)
+
+
+def test_feature_matching_weight_equals_vits():
+    """The toolkit's feature_loss already doubles; NaturalSpeech's default must not double it again."""
+    from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
+    from TTS.tts.configs.vits_config import VitsConfig
+    from TTS.tts.layers.losses import VitsGeneratorLoss
+    from TTS.tts.layers.naturalspeech.losses import NaturalspeechGeneratorLoss
+
+    torch.manual_seed(0)
+    feats_real, feats_fake = [[torch.randn(2, 3, 5)]], [[torch.randn(2, 3, 5)]]
+    scores = [torch.rand(2, 4)]
+    mel = torch.rand(2, 80, 8)
+    ours = NaturalspeechGeneratorLoss(NaturalspeechConfig())(mel, mel, scores, feats_fake, feats_real, {})
+    vits_weight = VitsGeneratorLoss(VitsConfig()).feat_loss_alpha
+    from TTS.tts.layers.losses import feature_loss
+
+    torch.testing.assert_close(ours["loss_feat"], vits_weight * feature_loss(feats_real, feats_fake))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.1, 1.0])
+def test_discriminator_weighs_prior_path_fakes_explicitly(weight):
+    from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
+    from TTS.tts.layers.naturalspeech.losses import NaturalspeechDiscriminatorLoss
+
+    torch.manual_seed(0)
+    real, fake, e2e = [torch.rand(2, 4)], [torch.rand(2, 4)], [torch.rand(2, 4) + 1.0]
+    loss = NaturalspeechDiscriminatorLoss(NaturalspeechConfig(disc_e2e_loss_alpha=weight))
+    without = loss(real, fake)["loss"]
+    with_e2e = loss(real, fake, e2e)
+    torch.testing.assert_close(with_e2e["loss"] - without, weight * torch.mean(e2e[0] ** 2))

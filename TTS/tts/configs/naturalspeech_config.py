@@ -292,11 +292,15 @@ class NaturalspeechConfig(BaseTTSConfig):
         mel_loss_alpha (float):
             Weight of the mel L1 reconstruction loss. Defaults to 45.0.
         feat_loss_alpha (float):
-            Weight of the feature matching loss. Defaults to 2.0.
+            Weight of the feature matching loss. The toolkit's `feature_loss` already returns twice the mean
+            absolute difference, so 1.0 is the effective weight 2 of VITS and HiFi-GAN. Defaults to 1.0.
         gen_loss_alpha (float):
             Weight of the adversarial loss on the posterior path. Defaults to 1.0.
         disc_loss_alpha (float):
-            Weight of the discriminator loss. Defaults to 1.0.
+            Weight of the discriminator loss on recordings and posterior-path fakes. Defaults to 1.0.
+        disc_e2e_loss_alpha (float):
+            Weight of the discriminator loss on prior-path (L_e2e) fakes, relative to the posterior-path fakes
+            (the public reimplementation uses 0.1; the paper does not say). Defaults to 1.0.
         e2e_loss_alpha (float):
             Weight of the adversarial loss on the prior path, L_e2e. Defaults to 0.1.
         dur_loss_alpha (float):
@@ -344,9 +348,10 @@ class NaturalspeechConfig(BaseTTSConfig):
     kl_bwd_loss_alpha: float = 1.0
     kl_fwd_loss_alpha: float = 0.02
     mel_loss_alpha: float = 45.0
-    feat_loss_alpha: float = 2.0
+    feat_loss_alpha: float = 1.0
     gen_loss_alpha: float = 1.0
     disc_loss_alpha: float = 1.0
+    disc_e2e_loss_alpha: float = 1.0
     e2e_loss_alpha: float = 0.1
     dur_loss_alpha: float = 5.0
     align_loss_alpha: float = 1.0

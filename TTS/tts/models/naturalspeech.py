@@ -19,7 +19,6 @@ from trainer.utils.distributed import is_dist_avail_and_initialized
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.vits_config import VitsArgs
-from TTS.tts.layers.losses import VitsDiscriminatorLoss
 from TTS.tts.layers.naturalspeech.alignment import load_duration_labels, search_durations
 from TTS.tts.layers.naturalspeech.checkpoints import (
     check_state_dict,
@@ -32,6 +31,7 @@ from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import (
     FrameGaussians,
+    NaturalspeechDiscriminatorLoss,
     NaturalspeechGeneratorLoss,
     PriorPosteriorKL,
     duration_loss,
@@ -473,12 +473,10 @@ class Naturalspeech(BaseTTSE2E):
         )
         self.model_outputs_cache = outputs
         fake, real = outputs["model_outputs"].detach(), outputs["waveform_seg"]
-        if "e2e_outputs" in outputs:
-            fake = torch.cat([fake, outputs["e2e_outputs"].detach()])
-            real = torch.cat([real, real])
         scores_fake, _, scores_real, _ = self.disc(fake, real)
+        scores_e2e = self.disc(outputs["e2e_outputs"].detach())[0] if "e2e_outputs" in outputs else None
         with torch.autocast(device_type=fake.device.type, enabled=False):
-            loss_dict = criterion(scores_real, scores_fake)
+            loss_dict = criterion(scores_real, scores_fake, scores_e2e)
         return outputs, loss_dict
 
     def _train_step_generator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
@@ -518,7 +516,7 @@ class Naturalspeech(BaseTTSE2E):
         return self.train_step(batch, criterion, optimizer_idx)
 
     def get_criterion(self) -> list[nn.Module]:
-        return [VitsDiscriminatorLoss(self.config), NaturalspeechGeneratorLoss(self.config)]
+        return [NaturalspeechDiscriminatorLoss(self.config), NaturalspeechGeneratorLoss(self.config)]
 
     def get_optimizer(self) -> list[torch.optim.Optimizer]:
         """Optimizer 0 trains the discriminators, optimizer 1 everything else (memory bank included from step 0)."""

@@ -12,7 +12,7 @@ import torch
 from coqpit import Coqpit
 from torch import nn
 
-from TTS.tts.layers.losses import feature_loss, generator_loss
+from TTS.tts.layers.losses import VitsDiscriminatorLoss, feature_loss, generator_loss
 from TTS.tts.layers.naturalspeech.gaussian_kl import gaussian_kl_aligned, gaussian_kl_matrix
 from TTS.tts.layers.naturalspeech.soft_alignment import soft_alignment_cost
 from TTS.tts.layers.naturalspeech.soft_dtw import SoftDTW
@@ -166,6 +166,32 @@ class NaturalspeechGeneratorLoss(nn.Module):
             weighted = {name: value * self.weights[name] for name, value in parts.items()}
         weighted["loss"] = sum(weighted.values())
         return weighted
+
+
+class NaturalspeechDiscriminatorLoss(nn.Module):
+    """The VITS discriminator loss on recordings and posterior-path fakes, plus the prior-path fakes' own weight.
+
+    Args:
+        config: A `NaturalspeechConfig` (reads `disc_loss_alpha` and `disc_e2e_loss_alpha`).
+    """
+
+    def __init__(self, config: Coqpit):
+        super().__init__()
+        self.vits_loss = VitsDiscriminatorLoss(config)
+        self.e2e_weight = config.disc_loss_alpha * config.disc_e2e_loss_alpha
+
+    def forward(
+        self,
+        scores_real: list[torch.Tensor],
+        scores_fake: list[torch.Tensor],
+        scores_e2e: list[torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Loss dict with `"loss"`, `"loss_disc"` and, when prior-path fakes are given, `"loss_disc_e2e"`."""
+        loss_dict = self.vits_loss(scores_real, scores_fake)
+        if scores_e2e is not None:
+            loss_dict["loss_disc_e2e"] = self.e2e_weight * sum(torch.mean(score.float() ** 2) for score in scores_e2e)
+            loss_dict["loss"] = loss_dict["loss"] + loss_dict["loss_disc_e2e"]
+        return loss_dict
 
 
 def duration_loss(log_durations: torch.Tensor, target_durations: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
