@@ -269,3 +269,13 @@ def test_external_duration_labels_replace_alignment_search(tmp_path, ljspeech_di
     outputs, _ = model.train_step(batch, model.get_criterion()[0], 0)
     for index, label in enumerate(expected):
         assert outputs["durations"][index, : len(label)].long().tolist() == label
+
+
+def test_alignment_prior_learns_from_the_posterior_without_pulling_it(tiny):
+    """loss_align trains the alignment prior (the search's scorer) and leaves the posterior to L_bwd."""
+    _, model, batch = tiny
+    outputs = model.forward(batch["tokens"], batch["token_lens"], batch["spec"], batch["spec_lens"], batch["waveform"])
+    outputs["kl_terms"]["loss_align"].backward()
+    assert all(p.grad is None for p in model.posterior_encoder.parameters())
+    assert all(p.grad is None for p in model.flow.parameters())
+    assert model.alignment_prior.weight.grad.abs().sum() > 0

@@ -245,7 +245,11 @@ class Naturalspeech(BaseTTSE2E):
         return outputs
 
     def _align(self, h, x_mask, z_p, logs_q, y_mask, aux_input) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Durations from labels or alignment search, and the alignment prior's KL that makes the search learn."""
+        """Durations from labels or alignment search, and the alignment prior's KL that makes the search learn.
+
+        The alignment prior only scores the posterior for the search: its KL is computed on a detached posterior, so
+        it does not pull the posterior towards itself on top of L_bwd (which would double the KL weight on it).
+        """
         stats = self.alignment_prior(h) * x_mask
         align_mean, align_log_std = torch.split(stats, self.args.hidden_channels, dim=1)
         durations, path = search_durations(z_p, align_mean, align_log_std, x_mask, y_mask)
@@ -255,7 +259,7 @@ class Naturalspeech(BaseTTSE2E):
         frame_mean, frame_log_std = align_mean @ path, align_log_std @ path
         frame_lengths = y_mask.sum((1, 2)).long()
         loss_align = self.prior_posterior_kl(
-            sample=FrameGaussians(z_p, logs_q, frame_lengths),
+            sample=FrameGaussians(z_p.detach(), logs_q.detach(), frame_lengths),
             target=FrameGaussians(frame_mean, frame_log_std, frame_lengths),
             num_frames=frame_lengths,
             aligned=True,
