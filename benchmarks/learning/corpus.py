@@ -72,6 +72,7 @@ def bench_dir() -> Path:
 
 
 def default_corpus_dir() -> Path:
+    """`<bench_dir>/corpus`, where `corpus.py` and the training runs look by default."""
     return bench_dir() / "corpus"
 
 

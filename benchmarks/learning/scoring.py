@@ -23,9 +23,13 @@ Durations (`duration_mae_frames`, `duration_matched_fraction`): both token seque
     matched with `difflib.SequenceMatcher` (phonemizers differ slightly); the MAE is over matched units, in frames of
     256 samples at 22,050 Hz; the matched fraction is matched units / teacher units.
 Length ratio (`length_ratio`): synthesized seconds / teacher seconds (needs no durations).
-ASR CER (`cer`): pocketsphinx with its bundled US English model on 16 kHz audio; CER = character edit distance /
-    reference length, both texts normalized (lowercase; letters, digits, apostrophes and spaces; spaces collapsed).
-DNSMOS (`dnsmos_ovrl`, `dnsmos_sig`, `dnsmos_bak`): `speechmos`'s DNSMOS P.835 ONNX models on 16 kHz audio.
+ASR CER (`cer`): pocketsphinx with its bundled US English model on the waveform resampled to 16 kHz and
+    peak-normalized (as the teacher's clips are; pocketsphinx's transcripts depend on the level); CER = character edit
+    distance / reference length, both texts normalized (lowercase; letters, digits, apostrophes and spaces; spaces
+    collapsed).
+DNSMOS (`dnsmos_ovrl`, `dnsmos_sig`, `dnsmos_bak`): `speechmos`'s DNSMOS P.835 ONNX models on the same 16 kHz
+    peak-normalized waveform (speechmos repeats a clip shorter than 9.01 s until it is longer, then averages 9.01 s
+    windows hopped by 1 s, so a 7 s clip costs 5 windows).
 
 The teacher's row (`score_teacher`, cached as `<corpus_dir>/teacher_scores.json`): CER and DNSMOS of the references
 themselves, and every metric of the second, independent teacher rendering (`heldout/second_take`) against the
@@ -74,7 +78,7 @@ METRICS = (
     "dnsmos_bak",
 )
 TEACHER_SCORES = "teacher_scores.json"
-SCORING_VERSION = 1  # bump when a recipe above changes: it invalidates `teacher_scores.json`
+SCORING_VERSION = 2  # bump when a recipe above changes: it invalidates `teacher_scores.json`
 INSTALL_HINT = 'scoring needs the benchmark extra: pip install ".[bench]" (pocketsphinx, speechmos)'
 
 
@@ -336,6 +340,9 @@ def perceptual_scores(waveform: np.ndarray, sample_rate: int, text: str, asr: bo
         return {}
     audio = np.nan_to_num(np.asarray(waveform, dtype=np.float32))
     audio_16k = librosa.resample(audio, orig_sr=sample_rate, target_sr=ASR_SAMPLE_RATE)
+    # peak-normalized like the teacher's clips: pocketsphinx's transcripts change with the level
+    peak = np.max(np.abs(audio_16k), initial=0.0)
+    audio_16k = audio_16k / peak if peak > 0 else audio_16k
     scores = {}
     if asr:
         hypothesis = transcribe(audio_16k)
