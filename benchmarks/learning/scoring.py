@@ -473,3 +473,26 @@ def score_teacher(heldout_dir: str | os.PathLike, ids: Sequence[str] | None = No
         "num_sentences": len(rows),
         "seconds": time.perf_counter() - start,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Score the teacher's row on the first `--num-sentences` held-out sentences and print the means."""
+    import argparse
+
+    from corpus import default_corpus_dir
+
+    parser = argparse.ArgumentParser(description="The teacher's scores on the held-out sentences of a corpus.")
+    parser.add_argument("--corpus-dir", type=Path, default=default_corpus_dir())
+    parser.add_argument("--num-sentences", type=int, default=40)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    heldout_dir = args.corpus_dir / "heldout"
+    ids = list(heldout_texts(heldout_dir))[: args.num_sentences]
+    result = score_teacher(heldout_dir, ids)
+    seconds = [row["score_seconds"] for row in result["rows"]]
+    print(json.dumps({"num_sentences": result["num_sentences"], "means": result["means"]}, indent=1))
+    print(f"second-take scoring time per sentence (a model's cost): {np.mean(seconds):.2f} s (max {max(seconds):.2f})")
+
+
+if __name__ == "__main__":
+    main()
