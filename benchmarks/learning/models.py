@@ -47,6 +47,17 @@ RUNS: dict[str, tuple[str, dict]] = {
 MAIN_RUNS = ("naturalspeech", "vits")
 ABLATION_RUNS = tuple(name for name in RUNS if name not in MAIN_RUNS)
 PRETRAINED_ENCODER_RUN = "ns-pretrained-encoder"
+# mixed-phoneme pre-training of the matched encoder on the LJSpeech transcripts without LJ050 (the recipe's corpus),
+# for `ns-pretrained-encoder`; trained to a CPU budget like the TTS runs
+PRETRAINING_RUN = "pretrain-encoder"
+ENCODER_FIELDS = (
+    "hidden_channels",
+    "hidden_channels_ffn_text_encoder",
+    "num_heads_text_encoder",
+    "num_layers_text_encoder",
+    "kernel_size_text_encoder",
+    "dropout_p_text_encoder",
+)
 
 DEFAULT_SIZE = "small"
 DEFAULT_BATCH_SIZE = 16
@@ -58,8 +69,8 @@ NEVER = 10**9  # a step/epoch count no budget reaches: switches a periodic Train
 
 def check_run(run: str) -> None:
     """Raise a ValueError naming the known runs if `run` is not one of them."""
-    if run not in RUNS:
-        msg = f"Unknown run '{run}'; known runs: {', '.join(RUNS)}."
+    if run not in RUNS and run != PRETRAINING_RUN:
+        msg = f"Unknown run '{run}'; known runs: {', '.join(RUNS)}, {PRETRAINING_RUN}."
         raise ValueError(msg)
 
 
@@ -101,6 +112,8 @@ def make_config(
     if size not in SIZES:
         msg = f"Unknown size '{size}'; known sizes: {', '.join(SIZES)}."
         raise ValueError(msg)
+    if run == PRETRAINING_RUN:
+        return make_pretraining_config(output_path, size=size)
     model, switches = RUNS[run]
     if run == PRETRAINED_ENCODER_RUN and not pretrained_encoder_path:
         msg = f"Run '{run}' needs pretrained_encoder_path (see pretrain_encoder.py)."
@@ -146,6 +159,27 @@ def training_settings(batch_size: int, lr: float) -> dict:
         "save_best_after": NEVER,  # no best_model copies (no eval loss to pick them by)
         "save_on_interrupt": True,
     }
+
+
+def make_pretraining_config(output_path: str | Path, size: str = DEFAULT_SIZE, **overrides):
+    """The phoneme pre-training recipe's config with the encoder shape and text settings of the NaturalSpeech run.
+
+    Args:
+        output_path: Where the Trainer puts the run (and the phonemized corpus).
+        size: A size of `common.SIZES`: the encoder of `make_config("naturalspeech", size=size)`.
+        **overrides: More `MixedPhonemePretrainingConfig` fields (e.g. `max_sentences`).
+    """
+    from pretrain_phoneme_encoder import DEFAULT_CORPUS
+    from pretrain_phoneme_encoder import make_config as pretraining_config
+
+    naturalspeech = make_config("naturalspeech", output_path, output_path, size=size)
+    encoder = {name: getattr(naturalspeech.model_args, name) for name in ENCODER_FIELDS}
+    budget = {
+        key: value
+        for key, value in training_settings(batch_size=32, lr=0.0).items()
+        if not key.startswith(("lr_", "batch_size", "eval_batch_size"))  # the recipe's batch size and schedule
+    }
+    return pretraining_config(output_path, DEFAULT_CORPUS, run_name=PRETRAINING_RUN, **encoder, **budget, **overrides)
 
 
 def build_model(config):

@@ -331,7 +331,9 @@ def run_worker(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     models.check_run(args.run)
-    corpus_dir = check_corpus(args.corpus_dir or default_corpus_dir())
+    corpus_dir = args.corpus_dir or default_corpus_dir()
+    if args.run != models.PRETRAINING_RUN:  # pre-training reads the LJSpeech transcripts, not the corpus
+        check_corpus(corpus_dir)
     run_dir = run_dir_of(args.run, args.bench_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = RunState.load(run_dir, args.run)
@@ -361,14 +363,17 @@ def run_worker(args: argparse.Namespace) -> int:
         logger.info("Continuing %s from step %d, %.2f CPU-minutes.", args.run, state.step, state.cpu_seconds / 60)
     clock = BudgetClock(args.threads, state.cpu_seconds, state.wall_seconds)
     callback = BudgetCallback(run_dir, state, marks, clock, args.save_every_minutes, environment()["git_commit"])
-    train(
-        config,
-        (train_samples(config), []),
-        model=models.build_model(config),
-        trainer_args=TrainerArgs(continue_path=str(continue_path) if continue_path else ""),
-        parse_command_line_args=False,
-        callbacks=callback.trainer_callbacks(),
-    )
+    options = {
+        "trainer_args": TrainerArgs(continue_path=str(continue_path) if continue_path else ""),
+        "parse_command_line_args": False,
+        "callbacks": callback.trainer_callbacks(),
+    }
+    if args.run == models.PRETRAINING_RUN:
+        from pretrain_phoneme_encoder import run as pretrain
+
+        pretrain(config, **options)
+    else:
+        train(config, (train_samples(config), []), model=models.build_model(config), **options)
     msg = f"{args.run}: training ended at {config.epochs} epochs before the {marks[-1]} CPU-minute budget."
     raise RuntimeError(msg)
 
@@ -398,6 +403,7 @@ def train_budget(
     pretrained_encoder: str | Path | None = None,
     save_every_minutes: float = DEFAULT_SAVE_EVERY_MINUTES,
     log_path: str | Path | None = None,
+    timeout: float | None = None,
 ) -> list[dict]:
     """Train `run` until `minutes` CPU-minutes in a subprocess, checkpointing at `marks`.
 
@@ -412,6 +418,7 @@ def train_budget(
             (`models.make_config`); a resumed run keeps its saved config.
         save_every_minutes: CPU-minutes between rolling checkpoints.
         log_path: File for the subprocess' output; None passes it through to this process' output.
+        timeout: Wall seconds after which the subprocess is killed (`subprocess.TimeoutExpired`); None waits.
 
     Returns:
         The run's `budgets.jsonl` records.
@@ -423,7 +430,8 @@ def train_budget(
     """
     models.check_run(run)
     wanted_marks(minutes, marks)  # a bad budget fails here, not in the subprocess
-    check_corpus(corpus_dir or default_corpus_dir())
+    if run != models.PRETRAINING_RUN:
+        check_corpus(corpus_dir or default_corpus_dir())
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--run", run, "--minutes", str(minutes)]
     command += ["--marks", *map(str, marks), "--threads", str(threads), "--size", size]
     command += ["--batch-size", str(batch_size), "--lr", str(lr), "--warmup-steps", str(warmup_steps)]
@@ -437,14 +445,22 @@ def train_budget(
         if value is not None:
             command += [flag, str(value)]
     run_dir = run_dir_of(run, bench_dir)
+    if not pending_marks(run_dir, minutes, marks):
+        logger.info("%s has reached %g CPU-minutes already: nothing to train.", run, minutes)
+        return read_budgets(run_dir)
     logger.info("Training %s to %g CPU-minutes (%d threads) in %s", run, minutes, threads, run_dir)
     if log_path is None:
-        status = subprocess.run(command, env=worker_environment(threads), check=False).returncode
+        status = subprocess.run(command, env=worker_environment(threads), timeout=timeout, check=False).returncode
     else:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         with Path(log_path).open("a", encoding="utf-8") as log:
             status = subprocess.run(
-                command, env=worker_environment(threads), stdout=log, stderr=subprocess.STDOUT, check=False
+                command,
+                env=worker_environment(threads),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
             ).returncode
     records = read_budgets(run_dir)
     if status not in (0, INTERRUPT_EXIT_STATUS) or not any(r["budget_minutes"] == float(minutes) for r in records):
