@@ -13,8 +13,10 @@
    `benchmarks/results/learning/`.
 
 Everything is resumable: rerun the command after an interruption, or with larger budgets. The run
-`ns-pretrained-encoder` needs a mixed-phoneme pre-training checkpoint of the matched encoder shape
-(`--pretrained-encoder`); without one it is skipped.
+`ns-pretrained-encoder` needs a mixed-phoneme pre-training checkpoint of the matched encoder shape: give one
+(`--pretrained-encoder`) or let the `pretrain-encoder` run make it (`--pretrain-minutes`, on the LJSpeech transcripts
+without LJ050; about 4 CPU-seconds per step of 32 sentences, one epoch ~27 CPU-minutes, plus phonemizing the
+12,822 sentences once); without either it is skipped.
 """
 
 import argparse
@@ -53,8 +55,8 @@ def training_plan(args: argparse.Namespace) -> list[tuple[str, list[float]]]:
     plan = [(run, sorted(set(args.minutes))) for run in args.runs]
     if args.ablation_minutes:
         for run in args.ablations:
-            if run == models.PRETRAINED_ENCODER_RUN and not args.pretrained_encoder:
-                logger.warning("Skipping %s: no --pretrained-encoder checkpoint given.", run)
+            if run == models.PRETRAINED_ENCODER_RUN and not (args.pretrained_encoder or args.pretrain_minutes):
+                logger.warning("Skipping %s: neither --pretrained-encoder nor --pretrain-minutes given.", run)
                 continue
             plan.append((run, [args.ablation_minutes]))
     return plan
@@ -69,9 +71,29 @@ def trained_marks(plan: list[tuple[str, list[float]]], bench_dir: Path | None) -
     return trained
 
 
+def pretrained_encoder(args: argparse.Namespace) -> str:
+    """`--pretrained-encoder`, else the `pretrain-encoder` run trained to `--pretrain-minutes` (not counted in the
+    budget of `ns-pretrained-encoder`, as the paper's pre-training is not)."""
+    if args.pretrained_encoder:
+        return args.pretrained_encoder
+    minutes = args.pretrain_minutes
+    run_dir = train_budget.run_dir_of(models.PRETRAINING_RUN, args.bench_dir)
+    train_budget.train_budget(
+        models.PRETRAINING_RUN,
+        minutes,
+        bench_dir=args.bench_dir,
+        marks=[minutes],
+        threads=args.threads,
+        size=args.size,
+        log_path=run_dir / "train_budget.log",
+    )
+    return str(train_budget.budget_checkpoint_path(run_dir, minutes))
+
+
 def train_all(plan: list[tuple[str, list[float]]], corpus_dir: Path, args: argparse.Namespace) -> None:
     """Train every run of the plan to its largest mark, one after the other."""
     for run, marks in plan:
+        encoder = pretrained_encoder(args) if run == models.PRETRAINED_ENCODER_RUN else None
         train_budget.train_budget(
             run,
             max(marks),
@@ -83,7 +105,7 @@ def train_all(plan: list[tuple[str, list[float]]], corpus_dir: Path, args: argpa
             batch_size=args.batch_size,
             lr=args.lr,
             warmup_steps=args.warmup_steps,
-            pretrained_encoder=args.pretrained_encoder if run == models.PRETRAINED_ENCODER_RUN else None,
+            pretrained_encoder=encoder,
             log_path=train_budget.run_dir_of(run, args.bench_dir) / "train_budget.log",
         )
 
@@ -105,6 +127,17 @@ def teacher_means(heldout_dir: Path, ids: list[str]) -> dict:
     import scoring
 
     return scoring.score_teacher(heldout_dir, ids=ids)["means"]
+
+
+def training_stage(run_dir: Path, step: int) -> str:
+    """NaturalSpeech's stage at `step` ("warmup", "main", "tuning"); "" for other models. An ablation of a main-stage
+    component (memory bank, soft-DTW, L_fwd) whose checkpoint is still in warm-up has not switched anything off."""
+    config = json.loads((run_dir / train_budget.CONFIG_FILE).read_text(encoding="utf-8"))
+    if config.get("model") != "naturalspeech":
+        return ""
+    if step < config["warmup_steps"]:
+        return "warmup"
+    return "main" if step < config["tuning_start_step"] else "tuning"
 
 
 def results_row(run: str, record: dict, scores: dict, params: dict) -> dict:
@@ -190,6 +223,9 @@ def score_checkpoints(
             synthesis_seconds = time.perf_counter() - start
             scores = score_items(items, heldout_dir, args)
             row = results_row(run, records[mark], scores, {"inference_params": params[run]})
+            row["stage"] = training_stage(run_dir, records[mark]["step"])
+            if row["stage"] == "warmup" and run in models.MAIN_STAGE_ABLATIONS:
+                logger.warning("%s is still in warm-up at %g CPU-minutes: its switch has had no effect yet.", run, mark)
             row["synthesis_seconds"] = synthesis_seconds
             row["sentence_scores"] = scores["rows"]
             rows.append(row)
@@ -212,6 +248,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation-minutes", type=float, help="train and score the ablations to this budget")
     p.add_argument("--ablations", nargs="+", default=list(models.ABLATION_RUNS), choices=list(models.ABLATION_RUNS))
     p.add_argument("--pretrained-encoder", help="pre-training checkpoint for ns-pretrained-encoder")
+    p.add_argument("--pretrain-minutes", type=float, help="pre-train the encoder of ns-pretrained-encoder (CPU-min)")
     p.add_argument("--corpus-dir", type=Path, help="default: $NATURALSPEECH_BENCH_DIR/corpus")
     p.add_argument("--bench-dir", type=Path, help="default: $NATURALSPEECH_BENCH_DIR (../bench_runs)")
     p.add_argument("--num-train", type=int, default=1200, help="training sentences of a new corpus")
