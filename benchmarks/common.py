@@ -232,6 +232,18 @@ SIZES = {
         "num_layers_flow": 2,
         "upsample_initial_channel_decoder": 128,
     },
+    # Piper "x-low"-like voice (about 6M inference parameters): hidden 96, 4 encoder layers, a 256-channel HiFi-GAN
+    # V1 decoder upsampling 8·8·4 = hop 256; the size the learning benchmark trains on CPU budgets
+    "small": {
+        "hidden_channels": 96,
+        "hidden_channels_ffn_text_encoder": 384,
+        "num_layers_text_encoder": 4,
+        "num_layers_posterior_encoder": 8,
+        "num_layers_flow": 2,
+        "upsample_initial_channel_decoder": 256,
+        "upsample_rates_decoder": [8, 8, 4],
+        "upsample_kernel_sizes_decoder": [16, 16, 8],
+    },
     # smoke-test size (`--quick`)
     "tiny": {
         "hidden_channels": 16,
@@ -250,6 +262,7 @@ SIZES = {
 NATURALSPEECH_ONLY = {
     "paper": {},
     "medium": {"hidden_channels_durator": 128},
+    "small": {},  # the durator keeps its default 256 channels: NaturalSpeech's counterpart of VITS's duration model
     "tiny": {"hidden_channels_durator": 16, "memory_bank_size": 16, "memory_init_max_frames": 2000},
 }
 

@@ -12,7 +12,16 @@ flows (`post_*`, used only by the training loss), flow, decoder.
 import argparse
 import logging
 
-from common import add_common_arguments, build_configs, environment, header, parameter_count, write_csv, write_json
+from common import (
+    SIZES,
+    add_common_arguments,
+    build_configs,
+    environment,
+    header,
+    parameter_count,
+    write_csv,
+    write_json,
+)
 
 PAPER_PARAMS = 28.7e6
 TOLERANCE = 0.05
@@ -42,7 +51,7 @@ def breakdown(model, inference_modules: tuple[str, ...], training_only_prefixes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="paper", choices=["paper", "medium", "tiny"])
+    parser.add_argument("--size", default="paper", choices=list(SIZES))
     add_common_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from common import (
     ROOT,
+    SIZES,
     PeakRssSampler,
     add_common_arguments,
     alternate,
@@ -220,7 +221,7 @@ def alternate_in_process(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="medium", choices=["paper", "medium", "tiny"])
+    parser.add_argument("--size", default="medium", choices=list(SIZES))
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--reps", type=int, default=2, help="fresh-process runs of every configuration")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per run (after one untimed step)")

@@ -63,17 +63,26 @@ def make_config(output_path: str | Path, corpus_path: str | Path, **overrides) -
     return MixedPhonemePretrainingConfig.from_naturalspeech_config(tts_config, **(values | overrides))
 
 
-def run(config: MixedPhonemePretrainingConfig) -> MixedPhonemePretraining:
-    """Prepare the data, train with the Trainer and return the trained model."""
+def run(
+    config: MixedPhonemePretrainingConfig, trainer_args: TrainerArgs | None = None, **trainer_options
+) -> MixedPhonemePretraining:
+    """Prepare the data, train with the Trainer and return the trained model.
+
+    Args:
+        config: The pre-training config.
+        trainer_args: `TrainerArgs`, e.g. `continue_path` to resume a run; None starts a new run.
+        **trainer_options: More `Trainer` arguments (e.g. `callbacks`, `parse_command_line_args=False`).
+    """
     data = prepare_pretraining_data(config)
     model = MixedPhonemePretraining(config, data.sup_phonemes, pad_id=data.tokenizer.pad_id)
     trainer = Trainer(
-        TrainerArgs(),
+        trainer_args or TrainerArgs(),
         config,
         config.output_path,
         model=model,
         train_samples=data.train_samples,
         eval_samples=data.eval_samples,
+        **trainer_options,
     )
     trainer.fit()
     return model

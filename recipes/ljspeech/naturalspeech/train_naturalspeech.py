@@ -21,6 +21,7 @@ from trainer import Trainer, TrainerArgs
 from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
 from TTS.tts.configs.shared_configs import BaseDatasetConfig
 from TTS.tts.datasets import load_tts_samples
+from TTS.tts.models.base_tts import BaseTTS
 from TTS.tts.models.naturalspeech import Naturalspeech
 
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -82,19 +83,30 @@ def load_samples(config: NaturalspeechConfig) -> tuple[list, list]:
     return keep(train_samples), keep(eval_samples)
 
 
-def train(config: NaturalspeechConfig, samples: tuple[list, list] | None = None, **trainer_options) -> Path:
+def train(
+    config: NaturalspeechConfig,
+    samples: tuple[list, list] | None = None,
+    *,
+    model: BaseTTS | None = None,
+    trainer_args: TrainerArgs | None = None,
+    **trainer_options,
+) -> Path:
     """Train `config` with the toolkit's Trainer; returns the run folder.
 
     Args:
         config: The recipe's config.
         samples: Train and eval samples; None loads them from the config's LJSpeech folder (`load_samples`).
+        model: The model to train, built from `config`; None builds `Naturalspeech(config)`. Another toolkit model
+            (e.g. `Vits`) trains the same way, which is how the learning benchmark trains its baseline.
+        trainer_args: `TrainerArgs`, e.g. `continue_path` to resume a run; None starts a new run.
         **trainer_options: More `Trainer` arguments (e.g. `callbacks`); command-line Trainer arguments apply unless
             `parse_command_line_args=False`.
     """
     train_samples, eval_samples = samples or load_samples(config)
-    model = Naturalspeech(config)
+    if model is None:
+        model = Naturalspeech(config)
     trainer = Trainer(
-        TrainerArgs(),
+        trainer_args or TrainerArgs(),
         model.config,
         config.output_path,
         model=model,
