@@ -257,6 +257,65 @@ def test_bad_items_are_skipped_once_or_repaired(bad_corpus, tmp_path, caplog):
         assert torch.isfinite(loss_dict["loss"])
 
 
+@pytest.fixture
+def float_corpus(tmp_path, ljspeech_dir):
+    """A 16-bit clip plus float clips holding NaN, +inf, -inf, int16-scaled samples and slightly hot samples."""
+    root = tmp_path / "float_corpus"
+    (root / "wavs").mkdir(parents=True)
+    good, rate = soundfile.read(ljspeech_dir / "wavs" / f"{CLIPS[0]}.wav", dtype="float32")
+    good = good[: rate * 4]  # longer than one block of the check (65,536 samples)
+    text = "The quick brown fox jumps over the lazy dog."
+    lines = []
+
+    def add(clip_id, audio, subtype="FLOAT"):
+        soundfile.write(root / "wavs" / f"{clip_id}.wav", audio, rate, subtype=subtype)
+        lines.append(f"{clip_id}|{text}|{text}")
+
+    def with_value(value, index):
+        audio = good.copy()
+        audio[index] = value
+        return audio
+
+    add("GOOD", good, subtype="PCM_16")
+    add("NAN", with_value(np.nan, 100))
+    add("POSINF", with_value(np.inf, 70000))  # in the second block read
+    add("NEGINF", with_value(-np.inf, 5).astype(np.float64), subtype="DOUBLE")
+    add("UNSCALED", good * 32768.0)  # int16 values written as float without scaling
+    add("HOT", good / np.abs(good).max() * 1.5)  # slightly over full scale: kept, clipped when loaded
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_non_finite_or_unscaled_float_audio_is_skipped(float_corpus, tmp_path, caplog):
+    from TTS.tts.datasets import load_tts_samples
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    config = _dataset_config(float_corpus, tmp_path)
+    model = Naturalspeech(config)
+    samples, _ = load_tts_samples(config, eval_split=False)
+    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.dataset"):
+        loader = model.get_data_loader(config, samples=samples)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    expected = {
+        "NAN": "non-finite audio samples (NaN; first at sample 100)",
+        "POSINF": "non-finite audio samples (+inf; first at sample 70000)",
+        "NEGINF": "non-finite audio samples (-inf; first at sample 5)",
+        "UNSCALED": "audio samples far outside [-1, 1] (peak 2.018e+04 > 2: float audio that was never scaled",
+    }
+    for clip_id, reason in expected.items():
+        (warning,) = [w for w in warnings if f"{clip_id}.wav" in w]
+        assert warning.startswith("Skipping training sample") and reason in warning, warning
+    (summary,) = [w for w in warnings if w.startswith("Skipped")]
+    assert summary == (
+        "Skipped 4 of 6 training samples (1 audio samples far outside [-1, 1], 3 non-finite audio samples)."
+    )
+    assert sum(loader.dataset.skipped.values()) == 4
+
+    batch = next(iter(loader))
+    assert sorted(batch["audio_files"]) == ["GOOD.wav", "HOT.wav"]
+    assert bool(torch.isfinite(batch["waveform"]).all()) and float(batch["waveform"].abs().max()) <= 1.0
+
+
 def test_all_bad_dataset_stops_with_a_clear_error(bad_corpus, tmp_path):
     from TTS.tts.datasets import load_tts_samples
     from TTS.tts.models.naturalspeech import Naturalspeech
