@@ -43,16 +43,71 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_pickle_payload_in_checkpoint_is_not_executed(tmp_path):
+class _ShellPayload:
+    """Pickles to a call of `os.system(command)`, a global of a module torch's weights-only unpickler blocks."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_pickle_payload_in_checkpoint_is_not_executed(tmp_path, zip_format):
     from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
 
     model = _tiny_model()
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"model": model.state_dict(), "config": {}, "payload": _Payload(marker)}, path)
-    with pytest.raises(CheckpointError, match=r"Refused to load .*evil.pth.*not plain weights"):
+    state = {"model": model.state_dict(), "config": {}, "payload": _Payload(marker)}
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match=r"Refused to load .*evil.pth.*not plain weights") as error:
         model.load_checkpoint(model.config, str(path))
+    assert "(it asks to import or call `io.open`)" in str(error.value)
     assert not marker.exists()
+
+
+def test_refusal_names_the_blocked_global(tmp_path):
+    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError, load_checkpoint_state
+
+    path = tmp_path / "shell.pth"
+    torch.save({"model": {}, "payload": _ShellPayload()}, path)
+    with pytest.raises(CheckpointError, match=r"^Refused to load .*shell.pth: .*not plain weights") as error:
+        load_checkpoint_state(path)
+    assert f"(it asks to import or call `{os.system.__module__}.system`)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n",
+            "its first bytes look like an HTML page ('<!DOCTYPE html> <html><head><title>404 Not Found'): "
+            "a download saved a web page instead of the file",
+        ),
+        (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 132\n",
+            "its first bytes look like a Git LFS pointer",
+        ),
+        (b"model weights go here\n", "its first bytes look like text ('model weights go here')"),
+        (
+            bytes(range(7, 200, 3)) * 4,
+            "its first bytes are binary data (07 0a 0d 10 13 16 19 1c 1f 22 25 28 2b 2e 31 34)",
+        ),
+        (b"", "the file is empty (0 bytes)"),
+    ],
+    ids=["html", "git-lfs", "text", "binary", "empty"],
+)
+def test_garbage_file_is_not_a_checkpoint(tmp_path, content, expected):
+    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
+
+    path = tmp_path / "best_model.pth"
+    path.write_bytes(content)
+    model = _tiny_model()
+    with pytest.raises(CheckpointError) as error:
+        model.load_checkpoint(model.config, str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path} is not a checkpoint: it is neither a zip archive (what torch.save writes) nor ")
+    assert expected in message, message
+    assert "Refused" not in message
 
 
 def test_checkpoint_of_another_model_names_its_keys(tmp_path):
@@ -92,6 +147,11 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         model.load_checkpoint(model.config, str(tmp_path / "cut.pth"))
+    torch.save({"model": model.state_dict()}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "legacy.pth").read_bytes()
+    (tmp_path / "legacy_cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        model.load_checkpoint(model.config, str(tmp_path / "legacy_cut.pth"))
 
 
 ##########################
