@@ -13,6 +13,7 @@ Bad input, as coqui-tts 0.28 and NaturalSpeech handle it today (see each test):
 | punctuation only | speech (pause tokens) | speech | 200 WAV |
 | emoji / Chinese | speech (espeak-ng names them) | speech | 200 WAV |
 | nothing speakable after cleaning (`-`) | model `ValueError`, exit 1 | model `ValueError` | 500 with the message |
+| NUL or other control characters | (no NUL in `argv`) | whole text spoken, controls removed (warning) | 200 WAV |
 | 2,000-character paragraph | speech, split into sentences | speech | 200 WAV |
 """
 
@@ -250,6 +251,14 @@ def test_api_whitespace_only_is_a_toolkit_error(api):
     # audio length. Not NaturalSpeech's code: if the toolkit fixes it, this test tells us.
     with pytest.raises(ZeroDivisionError):
         api.tts("   ")
+
+
+def test_api_speaks_the_text_after_a_nul(api):
+    # espeak-ng stops reading at a NUL; the model removes control characters before phonemizing (with a warning)
+    torch.manual_seed(0)
+    with_nul = api.tts("Hello\x00 world, how are you?")
+    torch.manual_seed(0)
+    assert np.array_equal(with_nul, api.tts("Hello world, how are you?"))
 
 
 @pytest.mark.parametrize("text", ["-", "'"])

@@ -33,6 +33,7 @@ from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import NaturalspeechGeneratorLoss, PriorPosteriorKL, duration_loss
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
+from TTS.tts.layers.naturalspeech.text_input import strip_control_characters
 from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_training_latents, switches_at
 from TTS.tts.layers.vits.discriminator import VitsDiscriminator
 from TTS.tts.layers.vits.networks import PosteriorEncoder
@@ -298,12 +299,21 @@ class Naturalspeech(BaseTTSE2E):
         }
 
     def synthesize(self, text: str, *args, **kwargs) -> dict[str, Any]:
-        """`BaseTTS.synthesize`, but text that leaves nothing to speak is a clear error, not a click or a crash."""
+        """`BaseTTS.synthesize`, but text that leaves nothing to speak is a clear error, not a click or a crash.
+
+        Control characters are removed first (with a warning): espeak-ng would drop everything after a NUL.
+        """
+        text = strip_control_characters(text)
         self.speakable_ids(text, language=kwargs.get("language"))
         return super().synthesize(text, *args, **kwargs)
 
     def speakable_ids(self, text: str, language: str | None = None) -> list[int]:
-        """Token ids of `text`; a ValueError if they are only blanks, padding and spaces (nothing to speak)."""
+        """Token ids of `text` without control characters; a ValueError if nothing in it can be spoken.
+
+        Raises:
+            ValueError: The ids are only blanks, padding and spaces (nothing to speak).
+        """
+        text = strip_control_characters(text)
         chars = self.tokenizer.characters
         silent = {chars.char_to_id(c) for c in (chars.blank, chars.pad, " ") if c and c in chars.vocab}
         ids = self.tokenizer.text_to_ids(text, language=language)
