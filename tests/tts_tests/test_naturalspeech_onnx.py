@@ -168,7 +168,12 @@ def test_int8_output_is_close_to_float(model, int8_path, text):
 
 @pytest.mark.parametrize(
     ("texts", "message"),
-    [([], "non-empty list"), ("Just one string.", "non-empty list"), (["Fine.", " "], "no speakable characters")],
+    [
+        ([], "non-empty list"),
+        ("Just one string.", "non-empty list"),
+        (["Fine.", " "], "empty or only whitespace"),
+        (["Fine.", "-"], "no speakable characters"),
+    ],
 )
 def test_int8_export_rejects_bad_calibration_texts(model, tmp_path, texts, message):
     path = tmp_path / "int8.onnx"

@@ -39,3 +39,11 @@ def test_control_characters_are_removed_and_whitespace_kept():
     assert strip_control_characters("a\x0cb\x1fc") == "a b c"  # form feed, unit separator: whitespace to Python
     assert strip_control_characters("a\x00b\x07c\x7fd\x85e\x9bf") == "abcd ef"
     assert strip_control_characters("Grüße, 你好 😀") == "Grüße, 你好 😀"
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", "\x00 \x0c"])
+def test_empty_or_whitespace_text_is_a_clear_error(model, text):
+    with pytest.raises(ValueError, match=r"^text is empty or only whitespace: "):
+        model.synthesize(text)
+    with pytest.raises(ValueError, match=r"^text is empty or only whitespace: "):
+        model.speakable_ids(text)

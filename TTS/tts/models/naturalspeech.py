@@ -311,9 +311,12 @@ class Naturalspeech(BaseTTSE2E):
         """Token ids of `text` without control characters; a ValueError if nothing in it can be spoken.
 
         Raises:
-            ValueError: The ids are only blanks, padding and spaces (nothing to speak).
+            ValueError: The text is empty or only whitespace, or its ids are only blanks, padding and spaces.
         """
         text = strip_control_characters(text)
+        if not text.strip():  # before the tokenizer, which would phonemize nothing and report it less clearly
+            msg = f"text is empty or only whitespace: {text!r}"
+            raise ValueError(msg)
         chars = self.tokenizer.characters
         silent = {chars.char_to_id(c) for c in (chars.blank, chars.pad, " ") if c and c in chars.vocab}
         ids = self.tokenizer.text_to_ids(text, language=language)
