@@ -86,11 +86,8 @@ class Naturalspeech(BaseTTSE2E):
         self.num_skipped_steps = 0  # training steps skipped for a non-finite loss or gradient (logged)
         self._optimizer_idx: int | None = None
         self.length_scale = args.length_scale
-        if args.pretrained_encoder_path:
-            from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
-
-            load_pretrained_encoder(self.phoneme_encoder, args.pretrained_encoder_path, self.tokenizer.characters.vocab)
-            logger.info("Phoneme encoder initialised from %s", args.pretrained_encoder_path)
+        # `pretrained_encoder_path` is read when a training run starts (`on_init_start`), not here: synthesis builds
+        # the model too, and a published run must load without the pre-training checkpoint.
 
     def _build_networks(self, args) -> None:
         """The sub-networks, in the order of the data flow."""
@@ -360,6 +357,36 @@ class Naturalspeech(BaseTTSE2E):
             logger.info("NaturalSpeech training stage: %s (step %d)", self.switches.stage.value, int(self.step))
         if self.switches.use_memory_bank and not bool(self.memory_initialized):
             self.init_memory_bank(trainer.train_loader)
+
+    def on_init_start(self, trainer) -> None:
+        """Initialise the phoneme encoder from `pretrained_encoder_path` when a training run starts from scratch.
+
+        The Trainer calls this after creating the optimizers (the weights are copied into the same parameters, so the
+        optimizers hold them) and before it restores a checkpoint (`--restore_path`, `--continue_path`) or wraps
+        the model in DDP (every rank loads the same file). A run that restores a checkpoint, or a model that was
+        already trained (`step` > 0), keeps its own encoder and never reads the file.
+        """
+        super().on_init_start(trainer)
+        restoring = bool(getattr(trainer.args, "restore_path", None))
+        if self.args.pretrained_encoder_path and not restoring and int(self.step) == 0:
+            self.load_pretrained_encoder()
+
+    def load_pretrained_encoder(self, path: str | None = None) -> None:
+        """Load the encoder of a mixed-phoneme pre-training checkpoint (default: `pretrained_encoder_path`).
+
+        The Trainer path calls it from `on_init_start`; call it yourself before a training loop of your own.
+
+        Raises:
+            ValueError: No path given or configured, or the checkpoint's phoneme vocabulary differs from the model's.
+        """
+        from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
+
+        path = path or self.args.pretrained_encoder_path
+        if not path:
+            msg = "load_pretrained_encoder: no path given and model_args.pretrained_encoder_path is not set."
+            raise ValueError(msg)
+        load_pretrained_encoder(self.phoneme_encoder, path, self.tokenizer.characters.vocab)
+        logger.info("Phoneme encoder initialised from %s", path)
 
     def on_init_end(self, trainer) -> None:
         """Make the Trainer's checkpoint writes atomic and clear temporaries a killed save left behind."""
