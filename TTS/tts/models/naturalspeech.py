@@ -429,7 +429,8 @@ class Naturalspeech(BaseTTSE2E):
         """One step of optimizer 0 (discriminator) or 1 (generator); the generator pass is cached in between.
 
         A non-finite loss returns an empty loss dict, which makes the Trainer skip backward, optimizer and scheduler
-        steps (see `_skip_non_finite`); non-finite gradients are dropped in `before_gradient_clipping`.
+        steps (see `_skip_non_finite`); non-finite gradients are dropped in `before_gradient_clipping`. Under
+        distributed training the gradients are averaged over ranks as the backward pass ends (`before_backward_pass`).
         """
         self._optimizer_idx = optimizer_idx
         if optimizer_idx == 0:
@@ -462,16 +463,44 @@ class Naturalspeech(BaseTTSE2E):
         )
         return {}
 
-    def before_gradient_clipping(self) -> None:
-        """Average gradients over ranks; drop them if any is non-finite, so the optimizer skips this update.
+    def before_backward_pass(self, loss_dict: dict[str, Any], optimizer: list[torch.optim.Optimizer]) -> None:
+        """Under distributed training, have this backward pass end by averaging the gradients over the ranks.
 
         The Trainer calls `train_step` on the module inside its `DistributedDataParallel` wrapper, so DDP's own
-        gradient hooks never run (they are armed only by `DDP.forward`): the model averages its gradients here.
+        gradient hooks never run (they are armed only by `DDP.forward`): the model averages its gradients itself.
+        Not in `before_gradient_clipping`: with a GradScaler (fp16 mixed precision) the Trainer calls that only when
+        `grad_clip > 0`, and the ranks would drift apart silently. This hook runs before every backward pass, in
+        every precision and clipping setting; the averaging runs as the backward pass ends, as DDP's own does, so
+        before unscaling, clipping, the non-finite check and the optimizer step, and every rank sees the same
+        gradients there.
         """
-        is_disc = self._optimizer_idx == 0
-        params = [p for n, p in self.named_parameters() if n.startswith("disc.") == is_disc and p.grad is not None]
-        if params and is_dist_avail_and_initialized() and dist.get_world_size() > 1:
+        loss = loss_dict.get("loss")
+        if not (is_dist_avail_and_initialized() and dist.get_world_size() > 1) or not isinstance(loss, torch.Tensor):
+            return
+        if loss.requires_grad:
+            loss.register_hook(self._queue_gradient_averaging)
+
+    def _queue_gradient_averaging(self, grad: torch.Tensor) -> None:
+        # A hook on the loss runs first in its backward pass; a callback queued from inside a backward pass runs
+        # once every gradient of that pass is accumulated (the autograd engine's hook DDP uses for the same purpose).
+        torch.autograd.Variable._execution_engine.queue_callback(self._average_gradients_over_ranks)
+
+    def _average_gradients_over_ranks(self) -> None:
+        params = self._current_gradients()
+        if params:
             _average_gradients(params)
+
+    def _current_gradients(self) -> list[nn.Parameter]:
+        """The parameters of the optimizer being stepped that have a gradient (the same list on every rank)."""
+        is_disc = self._optimizer_idx == 0
+        return [p for n, p in self.named_parameters() if n.startswith("disc.") == is_disc and p.grad is not None]
+
+    def before_gradient_clipping(self) -> None:
+        """Drop the gradients if any is non-finite, so the optimizer skips this update (on every rank alike).
+
+        The gradients are already averaged over ranks (`before_backward_pass`), so every rank decides the same.
+        """
+        params = self._current_gradients()
         if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
             return
         for p in params:
