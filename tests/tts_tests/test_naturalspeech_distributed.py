@@ -13,6 +13,7 @@ import os
 import socket
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -59,7 +60,13 @@ def _train_and_compare(rank: int, world_size: int, out_dir: str, average: bool) 
         model.before_backward_pass = lambda loss_dict, optimizer: None
     ddp = DistributedDataParallel(model)  # as trainer.Trainer does (no find_unused_parameters needed)
     module = ddp.module
-    loader = module.get_data_loader(config, samples=load_samples(config, CLIPS))  # DistributedSampler
+    cache_writes = []  # the ranks share one phoneme cache: only rank 0 may write it
+    original_save = np.save
+    np.save = lambda file, *args, **kwargs: (cache_writes.append(str(file)), original_save(file, *args, **kwargs))
+    try:
+        loader = module.get_data_loader(config, samples=load_samples(config, CLIPS))  # DistributedSampler
+    finally:
+        np.save = original_save
     assert len(loader) == 1  # one clip per rank: the ranks see different data
 
     fits = []
@@ -94,7 +101,7 @@ def _train_and_compare(rank: int, world_size: int, out_dir: str, average: bool) 
             optimizer.zero_grad(set_to_none=True)
         module.zero_grad(set_to_none=True)
 
-    _save_comparison(rank, world_size, module, out_dir, fits=len(fits))
+    _save_comparison(rank, world_size, module, out_dir, fits=len(fits), cache_writes=len(cache_writes))
 
 
 def _save_comparison(rank: int, world_size: int, module, out_dir: str, **counts: int) -> None:
@@ -210,4 +217,5 @@ def test_ddp_without_gradient_clipping_keeps_identical_weights(
 def test_ddp_two_cpu_ranks_keep_identical_weights_in_every_stage(tmp_path):
     result = _run(tmp_path, average=True)
     assert result["fits"] == [1, 0]  # k-means on rank 0 only
+    assert result["cache_writes"] == [len(CLIPS), 0]  # phonemized once, on rank 0; rank 1 reads the cache
     assert result["max_difference"] == 0.0  # weights, memory bank and step/memory_initialized buffers

@@ -612,9 +612,7 @@ class Naturalspeech(BaseTTSE2E):
             sample_rate=config.audio.sample_rate,
             min_audio_samples=self.args.spec_segment_size * config.audio.hop_length + config.audio.fft_size,
         )
-        if is_dist_avail_and_initialized():
-            dist.barrier()
-        dataset.preprocess_samples()
+        _on_rank_zero_first(dataset.preprocess_samples)
         sampler = torch.utils.data.DistributedSampler(dataset) if is_dist_avail_and_initialized() else None
         return DataLoader(
             dataset,
@@ -746,6 +744,23 @@ def _average_gradients(params: list[nn.Parameter]) -> None:
     for grad in grads:
         grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
+
+
+def _on_rank_zero_first(fn) -> None:
+    """Run `fn` on rank 0, then on the other ranks (just `fn` without distributed training).
+
+    The dataset check phonemizes every sample on every rank through the toolkit's phoneme cache, whose writes are not
+    atomic: ranks checking at the same time write the same files and one can load another's half-written file
+    (`EOFError: No data left in file`). After rank 0 the other ranks only read the cache.
+    """
+    if not is_dist_avail_and_initialized():
+        fn()
+        return
+    if dist.get_rank() == 0:
+        fn()
+    dist.barrier()
+    if dist.get_rank() != 0:
+        fn()
 
 
 def _check_decoder_matches_audio(args, audio) -> None:
