@@ -6,7 +6,7 @@ wins over a namespace portion wherever it sits on `sys.path`. This finder maps e
 module names to their source files, and nothing else of `TTS`. Submodules of `TTS.tts.layers.naturalspeech`
 then resolve through that package's `__path__` as usual.
 
-Used by the editable install (a `.pth` file calls `install()`) and by `tests/conftest.py`.
+Used by the editable install (a `.pth` file calls `install()`) and by the test suite (`tests/__init__.py`).
 """
 
 import importlib.abc
@@ -41,10 +41,18 @@ class NaturalspeechSourceFinder(importlib.abc.MetaPathFinder):
 
 
 def install(root: str | Path) -> NaturalspeechSourceFinder:
-    """Put a finder for the checkout at `root` first on `sys.meta_path` (once)."""
-    for finder in sys.meta_path:
+    """Put a finder for the checkout at `root` first on `sys.meta_path` (once); call it before importing the add-on.
+
+    A finder for another checkout is removed: with git worktrees sharing one virtual environment, the editable
+    install's `.pth` hook has already installed a finder for the checkout it was installed from.
+    """
+    root = Path(root).resolve()
+    for finder in list(sys.meta_path):
+        # by name too: the `.pth` hook loads this file as another module, so its class is another object
         if isinstance(finder, NaturalspeechSourceFinder) or type(finder).__name__ == "NaturalspeechSourceFinder":
-            return finder
+            if Path(finder.root) == root:
+                return finder
+            sys.meta_path.remove(finder)
     finder = NaturalspeechSourceFinder(root)
     sys.meta_path.insert(0, finder)
     return finder

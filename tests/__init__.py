@@ -1,11 +1,34 @@
-"""Shared helpers of the NaturalSpeech test suite."""
+"""Shared helpers of the NaturalSpeech test suite.
 
+Importing this package first makes the add-on import from this checkout (pytest imports it before `conftest.py`),
+in this process and, through `tests/_site/sitecustomize.py`, in the interpreters the tests start.
+"""
+
+import importlib.util
 import os
 from pathlib import Path
 
-from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _import_addon_from_this_checkout() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "naturalspeech_source_finder", REPO_ROOT / "build_backend/source_finder.py"
+    )
+    source_finder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source_finder)
+    source_finder.install(REPO_ROOT)
+    os.environ["NATURALSPEECH_SOURCE_ROOT"] = str(REPO_ROOT)
+    site_dir = str(REPO_ROOT / "tests" / "_site")
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if site_dir not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site_dir, *paths]))
+
+
+_import_addon_from_this_checkout()
+
+from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig  # noqa: E402
+
 SHARED_DATA = Path(os.environ.get("NATURALSPEECH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 LJSPEECH_DIR = SHARED_DATA / "ljspeech"
 

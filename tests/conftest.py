@@ -1,6 +1,5 @@
-"""Test set-up: import the add-on from this checkout, and fixtures for real and generated speech."""
+"""Test set-up: fixtures for real and generated speech (`tests/__init__.py` imports the add-on from this checkout)."""
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -8,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("naturalspeech_source_finder", _ROOT / "build_backend/source_finder.py")
-_source_finder = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_source_finder)
-_source_finder.install(_ROOT)
-
-from tests import LJSPEECH_DIR  # noqa: E402  (needs the finder above)
+from tests import LJSPEECH_DIR
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,12 @@
 """The wheel ships only the add-on's files; the source tree resolves the add-on modules to its own files."""
 
+import importlib
+import importlib.metadata
+import json
+import os
 import subprocess
 import sys
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -50,13 +55,30 @@ def test_wheel_declares_the_toolkit_as_a_dependency(wheel_path):
         assert any(r.startswith(package) for r in requires), package
 
 
+def _editable_checkout() -> Path | None:
+    """The checkout the environment's editable install points at, or None (not installed, or not editable)."""
+    # Every match, not the first: the wheel build above leaves an `.egg-info` in the checkout, which is on sys.path.
+    for distribution in importlib.metadata.distributions(name="coqui-tts-naturalspeech"):
+        info = json.loads(distribution.read_text("direct_url.json") or "{}")
+        if info.get("dir_info", {}).get("editable"):
+            return Path(urllib.parse.urlparse(info["url"]).path).resolve()
+    return None
+
+
 def test_addon_modules_resolve_to_this_checkout_and_toolkit_stays_installed():
+    checkout = _editable_checkout()
+    if checkout is None:
+        pytest.skip("the add-on is not installed in editable mode in this environment")
+    if checkout != REPO_ROOT:
+        pytest.skip(f"the environment's editable install is of {checkout}, not of this checkout (a git worktree?)")
     code = (
         "import TTS, TTS.tts.configs.naturalspeech_config as c, TTS.tts.layers.naturalspeech as l;"
         "print(TTS.__file__); print(c.__file__); print(l.__file__)"
     )
-    # A fresh interpreter: the editable install's .pth hook must do this without the test-suite's conftest.
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd="/")
+    # A fresh interpreter: the editable install's .pth hook must do this without the test-suite's conftest (whose
+    # hook for child interpreters, tests/_site/sitecustomize.py, is left out here).
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NATURALSPEECH_SOURCE_ROOT")}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd="/", env=env)
     toolkit, config_file, layers_file = out.stdout.split()
     assert "site-packages" in toolkit
     assert Path(config_file).resolve() == REPO_ROOT / "TTS/tts/configs/naturalspeech_config.py"
@@ -73,3 +95,21 @@ def test_load_config_finds_the_config_class_by_model_name(tmp_path):
         [sys.executable, "-c", code, str(tmp_path / "c.json")], check=True, capture_output=True, text=True, cwd="/"
     )
     assert out.stdout.strip() == "NaturalspeechConfig"
+
+
+ADDON_FILES = {
+    "TTS.tts.models.naturalspeech": "TTS/tts/models/naturalspeech.py",
+    "TTS.tts.configs.naturalspeech_config": "TTS/tts/configs/naturalspeech_config.py",
+    "TTS.tts.layers.naturalspeech": "TTS/tts/layers/naturalspeech/__init__.py",
+}
+
+
+def test_tests_and_their_child_processes_import_the_addon_from_this_checkout():
+    for name, relative in ADDON_FILES.items():
+        module = importlib.import_module(name)
+        assert Path(module.__file__).resolve() == REPO_ROOT / relative, name
+    code = "import importlib, sys; print(*(importlib.import_module(n).__file__ for n in sys.argv[1:]))"
+    out = subprocess.run(
+        [sys.executable, "-c", code, *ADDON_FILES], check=True, capture_output=True, text=True, cwd="/"
+    )
+    assert [Path(f).resolve() for f in out.stdout.split()] == [REPO_ROOT / r for r in ADDON_FILES.values()]

@@ -9,11 +9,14 @@ Bad input, as coqui-tts 0.28 and NaturalSpeech handle it today (see each test):
 | input | `tts` CLI | `TTS.api` | `tts-server` `/api/tts` |
 | --- | --- | --- | --- |
 | empty | help text, exit 0, no file | toolkit `ValueError` | 400 |
-| whitespace only | toolkit `ZeroDivisionError` | toolkit `ZeroDivisionError` | 400 |
+| whitespace only | toolkit `ZeroDivisionError` | toolkit `ZeroDivisionError`¹ | 400 |
 | punctuation only | speech (pause tokens) | speech | 200 WAV |
 | emoji / Chinese | speech (espeak-ng names them) | speech | 200 WAV |
 | nothing speakable after cleaning (`-`) | model `ValueError`, exit 1 | model `ValueError` | 500 with the message |
+| NUL or other control characters | (no NUL in `argv`) | whole text spoken, controls removed (warning) | 200 WAV |
 | 2,000-character paragraph | speech, split into sentences | speech | 200 WAV |
+
+¹ With `split_sentences=False` the text reaches the model: `ValueError: text is empty or only whitespace`.
 """
 
 import io
@@ -247,9 +250,23 @@ def test_api_empty_text(api):
 
 def test_api_whitespace_only_is_a_toolkit_error(api):
     # The sentence splitter returns no sentence, and coqui-tts 0.28's Synthesizer.tts then divides by the zero
-    # audio length. Not NaturalSpeech's code: if the toolkit fixes it, this test tells us.
+    # audio length before the model sees any text. Not NaturalSpeech's code (docs/troubleshooting.md says so): if the
+    # toolkit fixes it, this test tells us.
     with pytest.raises(ZeroDivisionError):
-        api.tts("   ")
+        api.tts("   \n\t")
+
+
+def test_api_whitespace_only_without_sentence_splitting_is_the_model_error(api):
+    with pytest.raises(ValueError, match=r"^text is empty or only whitespace: '   \\n\\t'$"):
+        api.tts("   \n\t", split_sentences=False)
+
+
+def test_api_speaks_the_text_after_a_nul(api):
+    # espeak-ng stops reading at a NUL; the model removes control characters before phonemizing (with a warning)
+    torch.manual_seed(0)
+    with_nul = api.tts("Hello\x00 world, how are you?")
+    torch.manual_seed(0)
+    assert np.array_equal(with_nul, api.tts("Hello world, how are you?"))
 
 
 @pytest.mark.parametrize("text", ["-", "'"])

@@ -168,7 +168,12 @@ def test_int8_output_is_close_to_float(model, int8_path, text):
 
 @pytest.mark.parametrize(
     ("texts", "message"),
-    [([], "non-empty list"), ("Just one string.", "non-empty list"), (["Fine.", " "], "no speakable characters")],
+    [
+        ([], "non-empty list"),
+        ("Just one string.", "non-empty list"),
+        (["Fine.", " "], "empty or only whitespace"),
+        (["Fine.", "-"], "no speakable characters"),
+    ],
 )
 def test_int8_export_rejects_bad_calibration_texts(model, tmp_path, texts, message):
     path = tmp_path / "int8.onnx"
@@ -198,3 +203,36 @@ def test_export_script_names_a_missing_run_folder(tmp_path):
     assert result.returncode != 0
     assert f"{tmp_path / 'config.json'} not found" in result.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_int8_quantization_writes_nothing_to_the_working_directory(tmp_path, monkeypatch):
+    from onnxruntime.quantization import shape_inference
+
+    from tests import make_tiny_config
+    from TTS.tts.layers.naturalspeech.onnx_export import calibration_feeds
+    from TTS.tts.layers.naturalspeech.onnx_quantization import quantize_decoder
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    model = Naturalspeech(make_tiny_config()).eval()  # untrained and tiny: only the files written matter here
+    float_path = tmp_path / "float32.onnx"
+    model.export_onnx(str(float_path))
+    feeds = calibration_feeds(model, CALIBRATION_TEXTS[:1])
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+
+    quantize_decoder(float_path, "int8.onnx", feeds)  # a relative output path is the caller's working directory
+    assert sorted(p.name for p in cwd.iterdir()) == ["int8.onnx"]
+
+    # ORT's symbolic shape inference cannot resolve the data-dependent frame axis: it saves its partial model to
+    # `sym_shape_infer_temp.onnx` + `<uuid>.data` in the working directory, then raises (how those files once got
+    # committed). Forced on, it must leave them in the temporary folder only.
+    original = shape_inference.quant_pre_process
+    monkeypatch.setattr(
+        shape_inference,
+        "quant_pre_process",
+        lambda *args, **kwargs: original(*args, **{**kwargs, "skip_symbolic_shape": False}),
+    )
+    with pytest.raises(Exception, match="Incomplete symbolic shape inference"):
+        quantize_decoder(float_path, "failed.onnx", feeds)
+    assert sorted(p.name for p in cwd.iterdir()) == ["int8.onnx"]

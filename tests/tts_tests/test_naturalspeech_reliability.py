@@ -43,16 +43,71 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_pickle_payload_in_checkpoint_is_not_executed(tmp_path):
+class _ShellPayload:
+    """Pickles to a call of `os.system(command)`, a global of a module torch's weights-only unpickler blocks."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_pickle_payload_in_checkpoint_is_not_executed(tmp_path, zip_format):
     from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
 
     model = _tiny_model()
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"model": model.state_dict(), "config": {}, "payload": _Payload(marker)}, path)
-    with pytest.raises(CheckpointError, match=r"Refused to load .*evil.pth.*not plain weights"):
+    state = {"model": model.state_dict(), "config": {}, "payload": _Payload(marker)}
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match=r"Refused to load .*evil.pth.*not plain weights") as error:
         model.load_checkpoint(model.config, str(path))
+    assert "(it asks to import or call `io.open`)" in str(error.value)
     assert not marker.exists()
+
+
+def test_refusal_names_the_blocked_global(tmp_path):
+    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError, load_checkpoint_state
+
+    path = tmp_path / "shell.pth"
+    torch.save({"model": {}, "payload": _ShellPayload()}, path)
+    with pytest.raises(CheckpointError, match=r"^Refused to load .*shell.pth: .*not plain weights") as error:
+        load_checkpoint_state(path)
+    assert f"(it asks to import or call `{os.system.__module__}.system`)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n",
+            "its first bytes look like an HTML page ('<!DOCTYPE html> <html><head><title>404 Not Found'): "
+            "a download saved a web page instead of the file",
+        ),
+        (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 132\n",
+            "its first bytes look like a Git LFS pointer",
+        ),
+        (b"model weights go here\n", "its first bytes look like text ('model weights go here')"),
+        (
+            bytes(range(7, 200, 3)) * 4,
+            "its first bytes are binary data (07 0a 0d 10 13 16 19 1c 1f 22 25 28 2b 2e 31 34)",
+        ),
+        (b"", "the file is empty (0 bytes)"),
+    ],
+    ids=["html", "git-lfs", "text", "binary", "empty"],
+)
+def test_garbage_file_is_not_a_checkpoint(tmp_path, content, expected):
+    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
+
+    path = tmp_path / "best_model.pth"
+    path.write_bytes(content)
+    model = _tiny_model()
+    with pytest.raises(CheckpointError) as error:
+        model.load_checkpoint(model.config, str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path} is not a checkpoint: it is neither a zip archive (what torch.save writes) nor ")
+    assert expected in message, message
+    assert "Refused" not in message
 
 
 def test_checkpoint_of_another_model_names_its_keys(tmp_path):
@@ -92,6 +147,11 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         model.load_checkpoint(model.config, str(tmp_path / "cut.pth"))
+    torch.save({"model": model.state_dict()}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "legacy.pth").read_bytes()
+    (tmp_path / "legacy_cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        model.load_checkpoint(model.config, str(tmp_path / "legacy_cut.pth"))
 
 
 ##########################
@@ -255,6 +315,65 @@ def test_bad_items_are_skipped_once_or_repaired(bad_corpus, tmp_path, caplog):
     for idx in (0, 1):
         _, loss_dict = model.train_step(batch, criterion[idx], idx)
         assert torch.isfinite(loss_dict["loss"])
+
+
+@pytest.fixture
+def float_corpus(tmp_path, ljspeech_dir):
+    """A 16-bit clip plus float clips holding NaN, +inf, -inf, int16-scaled samples and slightly hot samples."""
+    root = tmp_path / "float_corpus"
+    (root / "wavs").mkdir(parents=True)
+    good, rate = soundfile.read(ljspeech_dir / "wavs" / f"{CLIPS[0]}.wav", dtype="float32")
+    good = good[: rate * 4]  # longer than one block of the check (65,536 samples)
+    text = "The quick brown fox jumps over the lazy dog."
+    lines = []
+
+    def add(clip_id, audio, subtype="FLOAT"):
+        soundfile.write(root / "wavs" / f"{clip_id}.wav", audio, rate, subtype=subtype)
+        lines.append(f"{clip_id}|{text}|{text}")
+
+    def with_value(value, index):
+        audio = good.copy()
+        audio[index] = value
+        return audio
+
+    add("GOOD", good, subtype="PCM_16")
+    add("NAN", with_value(np.nan, 100))
+    add("POSINF", with_value(np.inf, 70000))  # in the second block read
+    add("NEGINF", with_value(-np.inf, 5).astype(np.float64), subtype="DOUBLE")
+    add("UNSCALED", good * 32768.0)  # int16 values written as float without scaling
+    add("HOT", good / np.abs(good).max() * 1.5)  # slightly over full scale: kept, clipped when loaded
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_non_finite_or_unscaled_float_audio_is_skipped(float_corpus, tmp_path, caplog):
+    from TTS.tts.datasets import load_tts_samples
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    config = _dataset_config(float_corpus, tmp_path)
+    model = Naturalspeech(config)
+    samples, _ = load_tts_samples(config, eval_split=False)
+    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.dataset"):
+        loader = model.get_data_loader(config, samples=samples)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    expected = {
+        "NAN": "non-finite audio samples (NaN; first at sample 100)",
+        "POSINF": "non-finite audio samples (+inf; first at sample 70000)",
+        "NEGINF": "non-finite audio samples (-inf; first at sample 5)",
+        "UNSCALED": "audio samples far outside [-1, 1] (peak 2.018e+04 > 2: float audio that was never scaled",
+    }
+    for clip_id, reason in expected.items():
+        (warning,) = [w for w in warnings if f"{clip_id}.wav" in w]
+        assert warning.startswith("Skipping training sample") and reason in warning, warning
+    (summary,) = [w for w in warnings if w.startswith("Skipped")]
+    assert summary == (
+        "Skipped 4 of 6 training samples (1 audio samples far outside [-1, 1], 3 non-finite audio samples)."
+    )
+    assert sum(loader.dataset.skipped.values()) == 4
+
+    batch = next(iter(loader))
+    assert sorted(batch["audio_files"]) == ["GOOD.wav", "HOT.wav"]
+    assert bool(torch.isfinite(batch["waveform"]).all()) and float(batch["waveform"].abs().max()) <= 1.0
 
 
 def test_all_bad_dataset_stops_with_a_clear_error(bad_corpus, tmp_path):

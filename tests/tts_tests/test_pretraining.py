@@ -4,6 +4,7 @@ import dataclasses
 import importlib.util
 import itertools
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -266,22 +267,32 @@ def _load_recipe():
     return module
 
 
-def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path, one_thread):
-    corpus_path = tmp_path / "metadata.csv"
+@pytest.fixture(scope="module")
+def pretraining_run(transcripts, tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A short pre-training run of the recipe through the Trainer: its newest checkpoint and the trained encoder."""
+    root = tmp_path_factory.mktemp("pretraining")
+    corpus_path = root / "metadata.csv"
     corpus_path.write_text("\n".join(transcripts.read_text(encoding="utf-8").splitlines()[:40]), encoding="utf-8")
     recipe = _load_recipe()
-    config = recipe.make_config(
-        tmp_path / "run", corpus_path, epochs=1, batch_size=8, eval_batch_size=8, **TINY_ENCODER
-    )
+    config = recipe.make_config(root / "run", corpus_path, epochs=1, batch_size=8, eval_batch_size=8, **TINY_ENCODER)
     config.num_phonemize_workers = 1
-    model = recipe.run(config)
-    checkpoints = sorted((tmp_path / "run").rglob("*.pth"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see `one_thread`
+    try:
+        model = recipe.run(config)
+    finally:
+        torch.set_num_threads(threads)
+    checkpoints = sorted((root / "run").rglob("*.pth"))
     assert checkpoints, "the Trainer wrote no checkpoint"
     checkpoint = max(checkpoints, key=lambda p: p.stat().st_mtime)
+    return checkpoint, {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
+
+
+def test_recipe_trainer_run_writes_a_loadable_encoder(pretraining_run):
+    checkpoint, expected = pretraining_run
     vocabulary = _tokenizer().characters.vocab
     encoder = PhonemeEncoder(len(vocabulary), 64, 128, 2, 2, 3, 0.0)
     load_pretrained_encoder(encoder, str(checkpoint), vocabulary)
-    expected = model.encoder.state_dict()
     assert encoder.state_dict().keys() == expected.keys()
     assert all(torch.equal(v, expected[k]) for k, v in encoder.state_dict().items())
 
@@ -297,18 +308,104 @@ def test_recipe_trainer_run_writes_a_loadable_encoder(transcripts, tmp_path, one
     # the NaturalSpeech model starts from the checkpoint through its one config field
     from TTS.tts.models.naturalspeech import Naturalspeech
 
-    tts_config = make_tiny_config(
-        model_args={**TINY_ENCODER, "pretrained_encoder_path": str(checkpoint)},
-        use_phonemes=True,
-        phoneme_language="en-us",
-        phonemizer="espeak",
-        text_cleaner="english_cleaners",
-    )
-    naturalspeech = Naturalspeech(tts_config)
+    naturalspeech = Naturalspeech(_tts_config(checkpoint))
+    naturalspeech.load_pretrained_encoder()
     loaded = naturalspeech.phoneme_encoder.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in loaded.items())
     tts_config = make_tiny_config(
         model_args={**TINY_ENCODER, "pretrained_encoder_path": str(checkpoint)}, use_phonemes=False
     )
     with pytest.raises(ValueError, match="missing from the checkpoint"):
-        Naturalspeech(tts_config)
+        Naturalspeech(tts_config).load_pretrained_encoder()
+
+
+##########################
+# the pre-trained encoder in NaturalSpeech training runs
+##########################
+
+
+def _tts_config(pretrained: Path, output_path: Path | None = None):
+    config = make_tiny_config(
+        model_args={**TINY_ENCODER, "pretrained_encoder_path": str(pretrained)},
+        use_phonemes=True,
+        phoneme_language="en-us",
+        phonemizer="espeak",
+        text_cleaner="english_cleaners",
+    )
+    if output_path is not None:
+        config.output_path = str(output_path)
+    return config
+
+
+def _trainer(config, **trainer_args):
+    from trainer import Trainer, TrainerArgs
+
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    model = Naturalspeech(config)
+    args = TrainerArgs(**trainer_args)
+    return Trainer(args, config, config.output_path, model=model, parse_command_line_args=False, gpu=None), model
+
+
+def _encoder(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.phoneme_encoder.state_dict().items()}
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def _trained_run(pretraining_run, tmp_path) -> tuple[Path, Path, dict[str, torch.Tensor]]:
+    """A NaturalSpeech run started from a copy of the pre-trained encoder, with a checkpoint of "trained" weights.
+
+    Returns the run folder, the copy of the pre-training checkpoint and the encoder weights in the checkpoint.
+    """
+    pretrained = tmp_path / "pretrained_encoder.pth"
+    shutil.copy(pretraining_run[0], pretrained)
+    trainer, model = _trainer(_tts_config(pretrained, tmp_path / "runs"))
+    with torch.no_grad():  # what training does: the encoder moves away from its initialisation
+        for parameter in model.phoneme_encoder.parameters():
+            parameter.add_(0.5)
+    trainer.save_checkpoint()
+    return trainer.output_path, pretrained, _encoder(model)
+
+
+def test_training_from_scratch_starts_from_the_pretrained_encoder(pretraining_run, tmp_path):
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    checkpoint, expected = pretraining_run
+    config = _tts_config(checkpoint, tmp_path)
+    assert not _equal(_encoder(Naturalspeech(config)), expected)  # building the model does not read the file
+    trainer, model = _trainer(config)
+    assert _equal(_encoder(model), expected)
+    # loaded in place: the optimizer updates the very parameters that hold the pre-trained weights
+    optimized = {id(p) for group in trainer.optimizer[1].param_groups for p in group["params"]}
+    assert all(id(p) in optimized for p in model.phoneme_encoder.parameters())
+
+
+@pytest.mark.parametrize("how", ["continue_path", "restore_path"])
+def test_resumed_or_restored_run_keeps_its_trained_encoder(pretraining_run, tmp_path, how):
+    run_dir, pretrained, trained = _trained_run(pretraining_run, tmp_path)
+    assert not _equal(trained, pretraining_run[1])
+    pretrained.unlink()  # the pre-training file is not read again: it may be gone
+    if how == "continue_path":
+        _, model = _trainer(_tts_config(pretrained, tmp_path / "unused"), continue_path=str(run_dir))
+    else:
+        restore_path = str(run_dir / "checkpoint_0.pth")
+        _, model = _trainer(_tts_config(pretrained, tmp_path / "finetune"), restore_path=restore_path)
+    assert _equal(_encoder(model), trained)
+
+
+def test_trained_run_synthesizes_without_the_pretraining_file(pretraining_run, tmp_path):
+    from TTS.config import load_config
+    from TTS.tts.models import setup_model
+
+    run_dir, pretrained, trained = _trained_run(pretraining_run, tmp_path)
+    pretrained.unlink()  # a published run: config.json still names the pre-training checkpoint
+    config = load_config(str(run_dir / "config.json"))
+    assert config.model_args.pretrained_encoder_path == str(pretrained)
+    model = setup_model(config)
+    model.load_checkpoint(config, str(run_dir / "checkpoint_0.pth"), eval=True)
+    assert _equal(_encoder(model), trained)
+    wav = model.synthesize("Be a voice, not an echo.")["wav"]
+    assert wav.ndim == 1 and wav.size > 0

@@ -41,7 +41,8 @@ class NaturalspeechArgs(ModelArgs):
             Dropout of the phoneme encoder. Defaults to 0.1.
         pretrained_encoder_path (str | None):
             Checkpoint of a mixed-phoneme pre-training run whose encoder initialises the phoneme encoder. `None`
-            trains the encoder from scratch (the "no pre-training" ablation). Defaults to None.
+            trains the encoder from scratch (the "no pre-training" ablation). Read only when the Trainer starts a
+            run from scratch: not when it resumes or restores a checkpoint, and not for synthesis. Defaults to None.
         use_learnable_upsampling (bool):
             Expand phoneme states to frames with the learnable upsampling layer of the differentiable durator. False
             uses hard length regulation (the "no differentiable durator" ablation). Defaults to True.

@@ -38,6 +38,7 @@ from TTS.tts.layers.naturalspeech.losses import (
 )
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
+from TTS.tts.layers.naturalspeech.text_input import strip_control_characters
 from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_training_latents, switches_at
 from TTS.tts.layers.vits.discriminator import VitsDiscriminator
 from TTS.tts.layers.vits.networks import PosteriorEncoder
@@ -90,11 +91,8 @@ class Naturalspeech(BaseTTSE2E):
         self.num_skipped_steps = 0  # training steps skipped for a non-finite loss or gradient (logged)
         self._optimizer_idx: int | None = None
         self.length_scale = args.length_scale
-        if args.pretrained_encoder_path:
-            from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
-
-            load_pretrained_encoder(self.phoneme_encoder, args.pretrained_encoder_path, self.tokenizer.characters.vocab)
-            logger.info("Phoneme encoder initialised from %s", args.pretrained_encoder_path)
+        # `pretrained_encoder_path` is read when a training run starts (`on_init_start`), not here: synthesis builds
+        # the model too, and a published run must load without the pre-training checkpoint.
 
     def _build_networks(self, args) -> None:
         """The sub-networks, in the order of the data flow."""
@@ -324,12 +322,24 @@ class Naturalspeech(BaseTTSE2E):
         }
 
     def synthesize(self, text: str, *args, **kwargs) -> dict[str, Any]:
-        """`BaseTTS.synthesize`, but text that leaves nothing to speak is a clear error, not a click or a crash."""
+        """`BaseTTS.synthesize`, but text that leaves nothing to speak is a clear error, not a click or a crash.
+
+        Control characters are removed first (with a warning): espeak-ng would drop everything after a NUL.
+        """
+        text = strip_control_characters(text)
         self.speakable_ids(text, language=kwargs.get("language"))
         return super().synthesize(text, *args, **kwargs)
 
     def speakable_ids(self, text: str, language: str | None = None) -> list[int]:
-        """Token ids of `text`; a ValueError if they are only blanks, padding and spaces (nothing to speak)."""
+        """Token ids of `text` without control characters; a ValueError if nothing in it can be spoken.
+
+        Raises:
+            ValueError: The text is empty or only whitespace, or its ids are only blanks, padding and spaces.
+        """
+        text = strip_control_characters(text)
+        if not text.strip():  # before the tokenizer, which would phonemize nothing and report it less clearly
+            msg = f"text is empty or only whitespace: {text!r}"
+            raise ValueError(msg)
         chars = self.tokenizer.characters
         silent = {chars.char_to_id(c) for c in (chars.blank, chars.pad, " ") if c and c in chars.vocab}
         ids = self.tokenizer.text_to_ids(text, language=language)
@@ -374,6 +384,36 @@ class Naturalspeech(BaseTTSE2E):
         if self.switches.use_memory_bank and not bool(self.memory_initialized):
             self.init_memory_bank(trainer.train_loader)
 
+    def on_init_start(self, trainer) -> None:
+        """Initialise the phoneme encoder from `pretrained_encoder_path` when a training run starts from scratch.
+
+        The Trainer calls this after creating the optimizers (the weights are copied into the same parameters, so the
+        optimizers hold them) and before it restores a checkpoint (`--restore_path`, `--continue_path`) or wraps
+        the model in DDP (every rank loads the same file). A run that restores a checkpoint, or a model that was
+        already trained (`step` > 0), keeps its own encoder and never reads the file.
+        """
+        super().on_init_start(trainer)
+        restoring = bool(getattr(trainer.args, "restore_path", None))
+        if self.args.pretrained_encoder_path and not restoring and int(self.step) == 0:
+            self.load_pretrained_encoder()
+
+    def load_pretrained_encoder(self, path: str | None = None) -> None:
+        """Load the encoder of a mixed-phoneme pre-training checkpoint (default: `pretrained_encoder_path`).
+
+        The Trainer path calls it from `on_init_start`; call it yourself before a training loop of your own.
+
+        Raises:
+            ValueError: No path given or configured, or the checkpoint's phoneme vocabulary differs from the model's.
+        """
+        from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
+
+        path = path or self.args.pretrained_encoder_path
+        if not path:
+            msg = "load_pretrained_encoder: no path given and model_args.pretrained_encoder_path is not set."
+            raise ValueError(msg)
+        load_pretrained_encoder(self.phoneme_encoder, path, self.tokenizer.characters.vocab)
+        logger.info("Phoneme encoder initialised from %s", path)
+
     def on_init_end(self, trainer) -> None:
         """Make the Trainer's checkpoint writes atomic and clear temporaries a killed save left behind."""
         make_trainer_saves_atomic(trainer)
@@ -415,7 +455,8 @@ class Naturalspeech(BaseTTSE2E):
         """One step of optimizer 0 (discriminator) or 1 (generator); the generator pass is cached in between.
 
         A non-finite loss returns an empty loss dict, which makes the Trainer skip backward, optimizer and scheduler
-        steps (see `_skip_non_finite`); non-finite gradients are dropped in `before_gradient_clipping`.
+        steps (see `_skip_non_finite`); non-finite gradients are dropped in `before_gradient_clipping`. Under
+        distributed training the gradients are averaged over ranks as the backward pass ends (`before_backward_pass`).
         """
         self._optimizer_idx = optimizer_idx
         if optimizer_idx == 0:
@@ -448,16 +489,44 @@ class Naturalspeech(BaseTTSE2E):
         )
         return {}
 
-    def before_gradient_clipping(self) -> None:
-        """Average gradients over ranks; drop them if any is non-finite, so the optimizer skips this update.
+    def before_backward_pass(self, loss_dict: dict[str, Any], optimizer: list[torch.optim.Optimizer]) -> None:
+        """Under distributed training, have this backward pass end by averaging the gradients over the ranks.
 
         The Trainer calls `train_step` on the module inside its `DistributedDataParallel` wrapper, so DDP's own
-        gradient hooks never run (they are armed only by `DDP.forward`): the model averages its gradients here.
+        gradient hooks never run (they are armed only by `DDP.forward`): the model averages its gradients itself.
+        Not in `before_gradient_clipping`: with a GradScaler (fp16 mixed precision) the Trainer calls that only when
+        `grad_clip > 0`, and the ranks would drift apart silently. This hook runs before every backward pass, in
+        every precision and clipping setting; the averaging runs as the backward pass ends, as DDP's own does, so
+        before unscaling, clipping, the non-finite check and the optimizer step, and every rank sees the same
+        gradients there.
         """
-        is_disc = self._optimizer_idx == 0
-        params = [p for n, p in self.named_parameters() if n.startswith("disc.") == is_disc and p.grad is not None]
-        if params and is_dist_avail_and_initialized() and dist.get_world_size() > 1:
+        loss = loss_dict.get("loss")
+        if not (is_dist_avail_and_initialized() and dist.get_world_size() > 1) or not isinstance(loss, torch.Tensor):
+            return
+        if loss.requires_grad:
+            loss.register_hook(self._queue_gradient_averaging)
+
+    def _queue_gradient_averaging(self, grad: torch.Tensor) -> None:
+        # A hook on the loss runs first in its backward pass; a callback queued from inside a backward pass runs
+        # once every gradient of that pass is accumulated (the autograd engine's hook DDP uses for the same purpose).
+        torch.autograd.Variable._execution_engine.queue_callback(self._average_gradients_over_ranks)
+
+    def _average_gradients_over_ranks(self) -> None:
+        params = self._current_gradients()
+        if params:
             _average_gradients(params)
+
+    def _current_gradients(self) -> list[nn.Parameter]:
+        """The parameters of the optimizer being stepped that have a gradient (the same list on every rank)."""
+        is_disc = self._optimizer_idx == 0
+        return [p for n, p in self.named_parameters() if n.startswith("disc.") == is_disc and p.grad is not None]
+
+    def before_gradient_clipping(self) -> None:
+        """Drop the gradients if any is non-finite, so the optimizer skips this update (on every rank alike).
+
+        The gradients are already averaged over ranks (`before_backward_pass`), so every rank decides the same.
+        """
+        params = self._current_gradients()
         if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
             return
         for p in params:
@@ -567,9 +636,7 @@ class Naturalspeech(BaseTTSE2E):
             sample_rate=config.audio.sample_rate,
             min_audio_samples=self.args.spec_segment_size * config.audio.hop_length + config.audio.fft_size,
         )
-        if is_dist_avail_and_initialized():
-            dist.barrier()
-        dataset.preprocess_samples()
+        _on_rank_zero_first(dataset.preprocess_samples)
         sampler = torch.utils.data.DistributedSampler(dataset) if is_dist_avail_and_initialized() else None
         return DataLoader(
             dataset,
@@ -701,6 +768,23 @@ def _average_gradients(params: list[nn.Parameter]) -> None:
     for grad in grads:
         grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
+
+
+def _on_rank_zero_first(fn) -> None:
+    """Run `fn` on rank 0, then on the other ranks (just `fn` without distributed training).
+
+    The dataset check phonemizes every sample on every rank through the toolkit's phoneme cache, whose writes are not
+    atomic: ranks checking at the same time write the same files and one can load another's half-written file
+    (`EOFError: No data left in file`). After rank 0 the other ranks only read the cache.
+    """
+    if not is_dist_avail_and_initialized():
+        fn()
+        return
+    if dist.get_rank() == 0:
+        fn()
+    dist.barrier()
+    if dist.get_rank() != 0:
+        fn()
 
 
 def _check_decoder_matches_audio(args, audio) -> None:

@@ -8,6 +8,8 @@ first epoch, in `preprocess_samples`:
 | --- | --- |
 | unreadable/corrupt audio file | skipped, one warning naming the file |
 | empty audio (0 samples) | skipped, one warning |
+| NaN or ±inf samples (float files only) | skipped, one warning |
+| samples beyond ±`MAX_ABS_SAMPLE` (float files only: e.g. int16 values stored as float) | skipped, one warning |
 | no transcript | skipped, one warning |
 | transcript of unknown symbols only (no token the model knows) | skipped, one warning |
 | more tokens than `max_text_len` after phonemization | skipped, one warning |
@@ -15,6 +17,11 @@ first epoch, in `preprocess_samples`:
 | shorter than the decoder's training slice | zero-padded when loaded, one warning |
 
 A summary counts the skipped items by reason; when nothing is left, a `ValueError` stops the run before training.
+
+Most checks read only the file header. Sample values are read only for float files (`FLOAT`/`DOUBLE` subtypes):
+integer PCM, µ-law, A-law and ADPCM decode into [-1, 1] and cannot hold NaN or inf, so the usual 16-bit corpus is not
+read twice.
+Float samples in (1, `MAX_ABS_SAMPLE`] are kept and clipped to [-1, 1] when loaded.
 """
 
 import collections
@@ -30,6 +37,10 @@ import torchaudio
 from TTS.tts.models.vits import VitsDataset
 
 logger = logging.getLogger(__name__)
+
+MAX_ABS_SAMPLE = 2.0  # beyond this a float clip is not slightly clipped speech but unscaled data
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only subtypes whose decoded samples can be non-finite or far beyond ±1
+_BLOCK_FRAMES = 1 << 16
 
 
 class NaturalspeechDataset(VitsDataset):
@@ -68,7 +79,10 @@ class NaturalspeechDataset(VitsDataset):
             self.skipped[reason] += 1
             logger.warning("Skipping training sample %s: %s.", item["audio_file"], reason)
         if self.skipped:
-            counts = ", ".join(f"{count} {reason.split(' (')[0]}" for reason, count in sorted(self.skipped.items()))
+            by_kind: collections.Counter = collections.Counter()
+            for reason, count in self.skipped.items():  # the details in parentheses differ from file to file
+                by_kind[reason.split(" (")[0]] += count
+            counts = ", ".join(f"{count} {kind}" for kind, count in sorted(by_kind.items()))
             logger.warning("Skipped %d of %d training samples (%s).", len(samples) - len(kept), len(samples), counts)
         if not kept:
             msg = (
@@ -98,6 +112,13 @@ class NaturalspeechDataset(VitsDataset):
             return "transcript has no known symbols (all characters are outside the vocabulary)"
         if len(token_ids) > self.max_text_len:
             return f"{len(token_ids)} tokens after phonemization exceed max_text_len={self.max_text_len}"
+        if info.subtype in _FLOAT_SUBTYPES:  # last: the only check that reads the samples
+            try:
+                bad_samples = _sample_problem(path)
+            except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
+                return f"unreadable or corrupt audio ({type(error).__name__}: {str(error).strip()[:120]})"
+            if bad_samples is not None:
+                return bad_samples
         if info.samplerate != self.sample_rate:
             logger.warning(
                 "Training sample %s is at %d Hz: resampled to %d Hz when loaded.",
@@ -147,3 +168,26 @@ class NaturalspeechDataset(VitsDataset):
             "language_name": item["language"],
             "audio_unique_name": item["audio_unique_name"],
         }
+
+
+def _sample_problem(path: str) -> str | None:
+    """Why the samples of a float audio file are unusable (NaN, ±inf, far beyond ±1), or None; read block by block."""
+    peak, offset = 0.0, 0
+    for block in soundfile.blocks(path, blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+        finite = np.isfinite(block)
+        if not finite.all():
+            kinds = [
+                name
+                for name, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf))
+                if test(block).any()
+            ]
+            first = offset + int(np.argmin(finite.all(axis=1)))
+            return f"non-finite audio samples ({', '.join(kinds)}; first at sample {first})"
+        peak = max(peak, float(np.abs(block).max(initial=0.0)))
+        offset += len(block)
+    if peak > MAX_ABS_SAMPLE:
+        return (
+            f"audio samples far outside [-1, 1] (peak {peak:.4g} > {MAX_ABS_SAMPLE:g}: float audio that was never "
+            "scaled to [-1, 1])"
+        )
+    return None

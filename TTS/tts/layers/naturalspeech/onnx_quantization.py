@@ -18,9 +18,11 @@ convolutions are fastest on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI).
 Only `onnx` and `onnxruntime` are needed (no torch).
 """
 
+import contextlib
 import logging
+import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +78,8 @@ def quantize_decoder(
     nodes = decoder_conv_nodes(float_path, scope)
     if not nodes:
         raise ValueError(f"quantize_decoder: {float_path} has no Conv nodes under '/{scope}/' to quantize")
-    output_path = Path(output_path)
-    with tempfile.TemporaryDirectory(prefix="ns_quant_") as workdir:
+    float_path, output_path = Path(float_path).resolve(), Path(output_path).resolve()  # the work runs elsewhere
+    with tempfile.TemporaryDirectory(prefix="ns_quant_") as workdir, _working_directory(workdir):
         # ORT's recommended pre-processing (shape inference, graph clean-up); the symbolic shape pass cannot resolve
         # the data-dependent frame axis (it follows the predicted durations), ONNX's own shape inference still runs.
         prepared = Path(workdir) / "prepared.onnx"
@@ -96,3 +98,19 @@ def quantize_decoder(
         )
     logger.info("Int8 decoder: %d convolutions, %d calibration inputs: %s", len(nodes), len(feeds), output_path)
     return output_path
+
+
+@contextlib.contextmanager
+def _working_directory(path: str | Path) -> Iterator[None]:
+    """Run the block with `path` as the working directory.
+
+    ONNX Runtime's quantization tools write some temporaries to relative paths, so into the caller's working
+    directory: its symbolic shape inference saves `sym_shape_infer_temp.onnx` plus a `<uuid>.data` file there when it
+    gives up, and leaves them behind. The working directory is per process, so this is not thread-safe.
+    """
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
