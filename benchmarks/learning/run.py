@@ -39,14 +39,13 @@ DEFAULT_MINUTES = (15.0, 30.0, 60.0)
 
 
 def ensure_corpus(corpus_dir: Path, num_train: int, num_heldout: int) -> None:
-    """Build the teacher corpus unless it is complete (`corpus.py` resumes a partial one)."""
-    if is_complete(corpus_dir):
-        return
+    """Build the teacher corpus, or resume a partial one, or check that a complete one has these sizes."""
     from corpus import build_corpus
 
-    logger.info(
-        "Building the teacher corpus in %s (%d training, %d held-out sentences)", corpus_dir, num_train, num_heldout
-    )
+    if not is_complete(corpus_dir):
+        logger.info(
+            "Building the corpus in %s (%d training, %d held-out sentences)", corpus_dir, num_train, num_heldout
+        )
     build_corpus(corpus_dir, num_train, num_heldout)
 
 

@@ -27,6 +27,11 @@ Trainer then saves a checkpoint (`save_on_interrupt`) and exits the process with
 `<run>-<date>-<commit>/` inside the run folder keeps the last 2 `checkpoint_<step>.pth` (saved every
 `--save-every-minutes` CPU-minutes and at every mark) for resuming, `trainer_0_log.txt` with the training losses and
 the tensorboard events. `state.json` holds the cumulative CPU and wall seconds and the step of the last checkpoint.
+(The Trainer resumes at the checkpoint's step + 1, so the recorded steps skip one number per session.)
+
+`--run pretrain-encoder` trains the mixed-phoneme pre-training of the matched phoneme encoder the same way (the
+recipe `pretrain_phoneme_encoder.py`, on the LJSpeech transcripts without LJ050); its `budget_<M>min.pth` is the
+`--pretrained-encoder` of the `ns-pretrained-encoder` run.
 """
 
 import argparse

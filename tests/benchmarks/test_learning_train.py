@@ -172,3 +172,18 @@ def test_synthesis_from_text_durations_match_the_waveform(run, tiny_corpus, benc
         assert all(sentence.is_blank[0::2]) and not any(sentence.is_blank[1::2])
     again = synthesize.synthesize_budget(run_dir, minutes, sentences[:1])[0]
     assert (again.waveform == spoken[0].waveform).all()  # fixed seed
+
+
+def test_run_plan_and_stages(tmp_path):
+    import run as learning_run
+
+    args = learning_run.parser().parse_args(["--minutes", "30", "15", "--ablation-minutes", "20"])
+    plan = learning_run.training_plan(args)
+    assert plan[:2] == [("naturalspeech", [15.0, 30.0]), ("vits", [15.0, 30.0])]
+    assert ("ns-no-soft-dtw", [20.0]) in plan
+    assert "ns-pretrained-encoder" not in dict(plan)  # no encoder checkpoint and no pre-training asked for
+    args = learning_run.parser().parse_args(["--ablation-minutes", "20", "--pretrain-minutes", "30"])
+    assert "ns-pretrained-encoder" in dict(learning_run.training_plan(args))
+
+    models.make_config("naturalspeech", tmp_path, tmp_path, warmup_steps=10).save_json(str(tmp_path / "config.json"))
+    assert [learning_run.training_stage(tmp_path, step) for step in (9, 10)] == ["warmup", "main"]
