@@ -52,14 +52,6 @@ MAIN_STAGE_ABLATIONS = ("ns-no-memory-bank", "ns-no-soft-dtw", "ns-no-forward-kl
 # mixed-phoneme pre-training of the matched encoder on the LJSpeech transcripts without LJ050 (the recipe's corpus),
 # for `ns-pretrained-encoder`; trained to a CPU budget like the TTS runs
 PRETRAINING_RUN = "pretrain-encoder"
-ENCODER_FIELDS = (
-    "hidden_channels",
-    "hidden_channels_ffn_text_encoder",
-    "num_heads_text_encoder",
-    "num_layers_text_encoder",
-    "kernel_size_text_encoder",
-    "dropout_p_text_encoder",
-)
 
 DEFAULT_SIZE = "small"
 DEFAULT_BATCH_SIZE = 16
@@ -173,6 +165,8 @@ def make_pretraining_config(output_path: str | Path, size: str = DEFAULT_SIZE, *
     """
     from pretrain_phoneme_encoder import DEFAULT_CORPUS
     from pretrain_phoneme_encoder import make_config as pretraining_config
+
+    from TTS.tts.layers.naturalspeech.pretraining_config import ENCODER_FIELDS
 
     naturalspeech = make_config("naturalspeech", output_path, output_path, size=size)
     encoder = {name: getattr(naturalspeech.model_args, name) for name in ENCODER_FIELDS}

@@ -12,7 +12,7 @@ from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.shared_configs import CharactersConfig
 
 _TEXT_FIELDS = ("text_cleaner", "use_phonemes", "phonemizer", "phoneme_language", "add_blank", "enable_eos_bos_chars")
-_ENCODER_FIELDS = (
+ENCODER_FIELDS = (
     "hidden_channels",
     "hidden_channels_ffn_text_encoder",
     "num_heads_text_encoder",
@@ -170,7 +170,7 @@ class MixedPhonemePretrainingConfig(BaseTrainingConfig):
     def from_naturalspeech_config(cls, tts_config: NaturalspeechConfig, **overrides) -> "MixedPhonemePretrainingConfig":
         """A pre-training config with the text settings and encoder shape of `tts_config`; keywords override."""
         values = {name: getattr(tts_config, name) for name in _TEXT_FIELDS}
-        values |= {name: getattr(tts_config.model_args, name) for name in _ENCODER_FIELDS}
+        values |= {name: getattr(tts_config.model_args, name) for name in ENCODER_FIELDS}
         if tts_config.characters is not None:
             values["characters"] = CharactersConfig(**tts_config.characters.to_dict())
         return cls(**(values | overrides))
