@@ -12,11 +12,17 @@ Every run is a config built through the public config classes (`NaturalspeechCon
 
 NaturalSpeech's stage boundaries are steps (`warmup_steps`, `tuning_start_step`) while the budgets are CPU time, so
 both are parameters: warm-up ends after `warmup_steps` (default 100), tuning starts at the model's default (far
-beyond any budget here) unless given. Measured on the benchmark corpus (batch 16, size "small", 1 thread, shared
-machine): ~26 CPU-s per step for both models in warm-up, so 15 / 60 / 240 CPU-minutes are ~35 / 140 / 550 steps
-(74 steps an epoch of 1,200 clips). 1000 warm-up steps would never end within these budgets; 100 end near the
-45-minute mark, after which the memory bank is initialised (k-means, ~1.5 CPU-minutes once) and the main stage runs.
-The ablations of main-stage components (`MAIN_STAGE_ABLATIONS`) only differ from `naturalspeech` after that.
+beyond any budget here) unless given. Measured with `train_budget.py` on the benchmark corpus (1,200 clips, 74 steps
+an epoch; batch 16, size "small", shared 2-core machine), in budget seconds (CPU seconds / threads) per step:
+
+    threads   VITS   NaturalSpeech warm-up   NaturalSpeech main (memory bank, soft-DTW, L_fwd)
+    1         26.7   26.3                    43.9
+    2         14.1   14.3                    23.8
+
+so at 2 threads 15 / 60 / 240 CPU-minutes are ~60 / 250 / 1000 VITS steps. 1000 warm-up steps would take the
+whole largest budget; 100 end near 24 CPU-minutes (2 threads), then the memory bank is initialised once (~40 s) and
+the main stage runs. The ablations of main-stage components (`MAIN_STAGE_ABLATIONS`) only differ from
+`naturalspeech` after warm-up.
 
     python benchmarks/learning/models.py            # parameter counts of every run
 """
