@@ -384,10 +384,12 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def worker_environment(threads: int) -> dict:
-    """The subprocess' environment: every thread pool (OpenMP, MKL, numba's soft-DTW) at `threads`."""
+    """The subprocess' environment: every thread pool (OpenMP, MKL, numba's soft-DTW) at `threads`, and OpenMP
+    threads that sleep when idle: spinning threads burn CPU time, so the budget would pay for other jobs' load."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[name] = str(threads)
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env
 

@@ -187,3 +187,30 @@ def test_run_plan_and_stages(tmp_path):
 
     models.make_config("naturalspeech", tmp_path, tmp_path, warmup_steps=10).save_json(str(tmp_path / "config.json"))
     assert [learning_run.training_stage(tmp_path, step) for step in (9, 10)] == ["warmup", "main"]
+
+
+def test_pretraining_budget_file_initialises_the_pretrained_encoder_run(tmp_path):
+    """A `pretrain-encoder` budget file (as `train_budget` saves it) is what `ns-pretrained-encoder` starts from."""
+    from TTS.tts.layers.naturalspeech.phoneme_corpus import prepare_pretraining_data
+    from TTS.tts.layers.naturalspeech.pretraining import MixedPhonemePretraining
+
+    config = models.make_pretraining_config(
+        tmp_path, size="tiny", max_sentences=24, num_eval_sentences=2, num_phonemize_workers=1
+    )
+    assert "LJ050-" in config.excluded_id_prefixes  # never pre-trained on the held-out chapter
+    data = prepare_pretraining_data(config)
+    pretraining = MixedPhonemePretraining(config, data.sup_phonemes, pad_id=data.tokenizer.pad_id)
+    with torch.no_grad():
+        for parameter in pretraining.encoder.parameters():
+            parameter.add_(1.0)  # unlike any fresh initialisation
+    path = train_budget.budget_checkpoint_path(tmp_path, 1.0)
+    train_budget.save_budget_checkpoint(pretraining, config, path, {"step": 1})
+
+    run = models.PRETRAINED_ENCODER_RUN
+    tts_config = models.make_config(run, tmp_path, tmp_path, size="tiny", pretrained_encoder_path=path)
+    model = models.build_model(tts_config)
+    model.load_pretrained_encoder()  # what the Trainer's `on_init_start` does when the run starts
+    encoder = model.phoneme_encoder.state_dict()
+    pretrained = pretraining.encoder.state_dict()
+    assert pretrained.keys() == encoder.keys()
+    assert all(torch.equal(encoder[k], v) for k, v in pretrained.items())
