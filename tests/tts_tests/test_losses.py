@@ -8,7 +8,7 @@ from TTS.tts.layers.naturalspeech.losses import FrameGaussians, PriorPosteriorKL
 from TTS.tts.layers.naturalspeech.soft_alignment import _soft_alignment_vectorised, soft_alignment_cost
 
 
-def kl(steps="sample_once", channels=4):
+def kl(steps="posterior_once", channels=4):
     return PriorPosteriorKL(soft_dtw_gamma=0.01, soft_dtw_warp=0.07, channels=channels, soft_dtw_steps=steps)
 
 
@@ -43,7 +43,7 @@ def test_every_path_scores_each_sampled_frame_once(num_target):
 
 
 def test_symmetric_soft_dtw_rewards_a_longer_prior_on_negative_costs():
-    """Why "sample_once" is the default: the paper's symmetric steps prefer longer paths through negative cells."""
+    """Why "posterior_once" is the default: the paper's symmetric steps prefer longer paths through negative cells."""
     layer, m = kl("symmetric"), 10
     same, longer = path_costs(layer, torch.full((1, m, m), -3.0), torch.full((1, m, 2 * m), -3.0))
     assert longer < same - 10.0
@@ -133,3 +133,32 @@ def test_discriminator_weighs_prior_path_fakes_explicitly(weight):
     without = loss(real, fake)["loss"]
     with_e2e = loss(real, fake, e2e)
     torch.testing.assert_close(with_e2e["loss"] - without, weight * torch.mean(e2e[0] ** 2))
+
+
+@pytest.mark.parametrize("posterior", ["sample", "target"])
+def test_a_shorter_prior_is_not_rewarded(posterior):
+    """Positive cells (a prior that fits badly, early in training): dropping prior frames must not lower the KL.
+
+    Were the rows the prior's sampled frames (L_fwd before), a prior 4 frames short would sum 4 cells fewer for 4
+    warps and win whenever a cell costs more than the warp.
+    """
+    channels, num_posterior = 4, 20
+    generator = torch.Generator().manual_seed(0)
+    posterior_mean = torch.randn(1, channels, num_posterior, generator=generator)
+    posterior_frames = FrameGaussians(posterior_mean, torch.full_like(posterior_mean, -1.0), torch.tensor([20]))
+    frames = torch.arange(num_posterior)
+    values = {}
+    for name, keep in {"true length": frames, "4 frames short": frames[frames % 5 != 2]}.items():
+        prior_mean = posterior_mean[:, :, keep] + 1.0  # every cell ~ 0.5 * e^2 * C, far above the warp 0.07 * C
+        prior = FrameGaussians(prior_mean, torch.full_like(prior_mean, -1.0), torch.tensor([keep.numel()]))
+        sides = (posterior_frames, prior) if posterior == "sample" else (prior, posterior_frames)
+        values[name] = kl(channels=channels)(
+            sample=sides[0], target=sides[1], num_frames=torch.tensor([20]), aligned=False, posterior=posterior
+        )
+    assert values["true length"] < values["4 frames short"]
+
+
+def test_posterior_side_is_checked():
+    frames = FrameGaussians(torch.zeros(1, 4, 3), torch.zeros(1, 4, 3), torch.tensor([3]))
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        kl()(sample=frames, target=frames, num_frames=torch.tensor([3]), aligned=False, posterior="prior")

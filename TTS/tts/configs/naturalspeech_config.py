@@ -77,6 +77,15 @@ class NaturalspeechArgs(ModelArgs):
             token's span (a departure from Parallel Tacotron 2's plain random initialisation, which leaves the
             attention uniform over all tokens; see `docs/paper_fidelity.md`). 0 restores the random start.
             Defaults to 8.0.
+        mlp_hidden_layers_upsampling (int):
+            Hidden layers of each swish MLP of the upsampling layer. Parallel Tacotron 2's "two-layer MLP" may mean
+            two linear layers (1 hidden layer, the default) or two hidden layers (2). Defaults to 1.
+        share_conv_upsampling (bool):
+            One convolution over the phoneme states feeds both the attention MLP and the auxiliary-context MLP. False
+            gives each its own. Defaults to True.
+        compress_grids_upsampling (bool):
+            Feed `sign(x) log(1 + |x|)` of the token boundary grids to the upsampling MLPs instead of the raw frame
+            distances of Parallel Tacotron 2. Defaults to True.
         kernel_size_posterior_encoder (int):
             Kernel size of the posterior encoder's WaveNet layers. Defaults to 5.
         dilation_rate_posterior_encoder (int):
@@ -115,10 +124,11 @@ class NaturalspeechArgs(ModelArgs):
             channels, so the penalty applied to the cost matrix is `soft_dtw_warp * hidden_channels` (13.44 at
             192 channels). Defaults to 0.07.
         soft_dtw_steps (str):
-            Step pattern of the soft alignment. "sample_once": every sampled frame is scored exactly once, holding
-            or skipping a target frame pays the warp penalty, so a longer prior is never rewarded (a departure from
-            the paper, see `docs/paper_fidelity.md`). "symmetric": the paper's soft-DTW, one cost cell per step;
-            single-sample KL cells can be negative, and then longer paths score better. Defaults to "sample_once".
+            Step pattern of the soft alignment. "posterior_once": every posterior frame is scored exactly once (in
+            L_bwd and L_fwd alike), a prior frame used twice or skipped pays the warp penalty, so neither a longer
+            nor a shorter prior is rewarded for its length (a departure from the paper, see
+            `docs/paper_fidelity.md`). "symmetric": the paper's soft-DTW, one cost cell per step; single-sample KL
+            cells can be negative, and then longer paths score better. Defaults to "posterior_once".
         soft_dtw_bandwidth (int | None):
             Sakoe-Chiba band half-width in frames; `None` searches the whole matrix (symmetric steps only).
             Defaults to None.
@@ -179,6 +189,9 @@ class NaturalspeechArgs(ModelArgs):
     mlp_channels_upsampling: int = 16
     kernel_size_upsampling: int = 3
     init_sharpness_upsampling: float = 8.0
+    mlp_hidden_layers_upsampling: int = 1
+    share_conv_upsampling: bool = True
+    compress_grids_upsampling: bool = True
 
     # posterior encoder
     kernel_size_posterior_encoder: int = 5
@@ -203,7 +216,7 @@ class NaturalspeechArgs(ModelArgs):
     use_soft_dtw: bool = True
     soft_dtw_gamma: float = 0.01
     soft_dtw_warp: float = 0.07
-    soft_dtw_steps: str = "sample_once"
+    soft_dtw_steps: str = "posterior_once"
     soft_dtw_bandwidth: int | None = None
     soft_dtw_backend: str = "auto"
 

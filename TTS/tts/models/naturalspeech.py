@@ -222,6 +222,7 @@ class Naturalspeech(BaseTTSE2E):
                 target=posterior,
                 num_frames=spec_lengths,
                 aligned=aligned,
+                posterior="target",
             )
 
         z_slice, slice_ids = rand_segments(z, spec_lengths, self.args.spec_segment_size, True, True)

@@ -100,9 +100,19 @@ class DurationPredictor(nn.Module):
         return self.proj(x * x_mask) * x_mask
 
 
-def swish_mlp(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
-    """Linear → swish → Linear, applied on the last axis."""
-    return nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.SiLU(), nn.Linear(hidden_channels, out_channels))
+def swish_mlp(in_channels: int, hidden_channels: int, out_channels: int, num_hidden_layers: int = 1) -> nn.Sequential:
+    """Linear → swish, `num_hidden_layers` times, then a Linear to `out_channels`; applied on the last axis."""
+    if num_hidden_layers < 1:
+        raise ValueError(f"a swish MLP needs at least one hidden layer, got {num_hidden_layers}")
+    layers = [nn.Linear(in_channels, hidden_channels), nn.SiLU()]
+    for _ in range(num_hidden_layers - 1):
+        layers += [nn.Linear(hidden_channels, hidden_channels), nn.SiLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden_channels, out_channels))
+
+
+def signed_log(grids: Tensor) -> Tensor:
+    """`sign(x) · log(1 + |x|)`: keeps the sign and the detail near 0, compresses large distances."""
+    return torch.sign(grids) * torch.log1p(grids.abs())
 
 
 class LearnableUpsampling(nn.Module):
@@ -117,6 +127,11 @@ class LearnableUpsampling(nn.Module):
         kernel_size: Kernel size of the per-token convolution.
         init_sharpness: Start the attention near hard length regulation with this slope (see
             :meth:`start_near_hard_path`); 0 keeps the plain random initialisation of Parallel Tacotron 2.
+        mlp_hidden_layers: Hidden layers of each swish MLP (Parallel Tacotron 2 describes two-layer MLPs; whether
+            that counts hidden layers or linear layers is open, so both readings are available).
+        share_conv: One per-token convolution feeds both MLPs; False gives the auxiliary-context MLP its own.
+        compress_grids: Feed the MLPs `signed_log` of the boundary grids instead of the raw frame distances
+            (Parallel Tacotron 2 uses the raw grids).
     """
 
     def __init__(
@@ -128,11 +143,18 @@ class LearnableUpsampling(nn.Module):
         mlp_channels: int = 16,
         kernel_size: int = 3,
         init_sharpness: float = 8.0,
+        mlp_hidden_layers: int = 1,
+        share_conv: bool = True,
+        compress_grids: bool = True,
     ):
         super().__init__()
+        self.compress_grids = compress_grids
         self.conv = nn.Conv1d(channels, conv_channels, kernel_size, padding=kernel_size // 2)
-        self.mlp_weights = swish_mlp(conv_channels + 2, mlp_channels, num_heads)
-        self.mlp_aux = swish_mlp(conv_channels + 2, mlp_channels, num_aux_channels)
+        self.conv_aux = None
+        if not share_conv:
+            self.conv_aux = nn.Conv1d(channels, conv_channels, kernel_size, padding=kernel_size // 2)
+        self.mlp_weights = swish_mlp(conv_channels + 2, mlp_channels, num_heads, mlp_hidden_layers)
+        self.mlp_aux = swish_mlp(conv_channels + 2, mlp_channels, num_aux_channels, mlp_hidden_layers)
         self.proj_weights = nn.Linear(num_heads * channels, channels)
         self.proj_aux = nn.Linear(num_heads * num_aux_channels, channels)
         if init_sharpness > 0:
@@ -148,14 +170,20 @@ class LearnableUpsampling(nn.Module):
         uniform would be 0.006). Here unit 0 reads `S` and unit 1 reads `E`, both with slope `-sharpness`, and every
         head subtracts both: the logit is about 0 for the token whose span holds the frame centre and about
         `-sharpness * log(1 + distance)` outside it, a soft boundary that still passes gradients to the durations.
-        The other units keep their random weights, so the heads remain free to learn other shapes.
+        The other units keep their random weights, so the heads remain free to learn other shapes. Deeper MLPs pass
+        the two units through every further hidden layer unchanged (swish is close to identity on the positive
+        penalties and close to 0 inside the token).
         """
-        first, _, last = self.mlp_weights
+        first, *hidden, last = [layer for layer in self.mlp_weights if isinstance(layer, nn.Linear)]
         grid_columns = self.conv.out_channels  # the grids follow the token features in the MLP input
         first.weight[:2].zero_()
         first.bias[:2].zero_()
         first.weight[0, grid_columns] = -sharpness
         first.weight[1, grid_columns + 1] = -sharpness
+        for layer in hidden:
+            layer.weight[:2].zero_()
+            layer.bias[:2].zero_()
+            layer.weight[0, 0] = layer.weight[1, 1] = 1.0
         last.weight[:, :2] = -1.0
 
     def attention(self, h: Tensor, x_mask: Tensor, durations: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -173,16 +201,19 @@ class LearnableUpsampling(nn.Module):
         with torch.autocast(device_type=h.device.type, enabled=False):
             x_mask, frame_mask = x_mask.to(dtype), frame_mask.to(dtype)
             starts, ends = boundary_grids(durations.to(dtype) * x_mask[:, 0], frame_mask.size(2))
-            token_features = rearrange(self.conv(h.to(dtype) * x_mask), "b c t -> b 1 t c")
+            h = h.to(dtype) * x_mask
+            token_features = rearrange(self.conv(h), "b c t -> b 1 t c")
+            aux_features = token_features if self.conv_aux is None else rearrange(self.conv_aux(h), "b c t -> b 1 t c")
             grids = torch.stack([starts, ends], dim=-1)
-            # Signed log compression: keeps the sign and the fine detail near a token's boundaries (what the
-            # attention needs) but stops the raw distances to far tokens (hundreds of frames) from blowing up the
-            # auxiliary context C, and with it the prior's log-std, early in training.
-            grids = torch.sign(grids) * torch.log1p(grids.abs())
+            if self.compress_grids:
+                # Keeps the sign and the fine detail near a token's boundaries (what the attention needs) but stops
+                # the raw distances to far tokens (hundreds of frames) from blowing up the auxiliary context C, and
+                # with it the prior's log-std, early in training.
+                grids = signed_log(grids)
             logits = rearrange(self._grid_mlp(self.mlp_weights, token_features, grids), "b f t q -> b q f t")
             logits = logits.masked_fill(rearrange(x_mask, "b 1 t -> b 1 1 t") == 0, float("-inf"))
             weights = torch.softmax(logits, dim=-1) * rearrange(frame_mask, "b 1 f -> b 1 f 1")
-            aux = self._grid_mlp(self.mlp_aux, token_features, grids)
+            aux = self._grid_mlp(self.mlp_aux, aux_features, grids)
         return weights, aux
 
     @staticmethod
@@ -198,11 +229,11 @@ class LearnableUpsampling(nn.Module):
             - grids: :math:`[B, T_feats, T_text, 2]`
             - output: :math:`[B, T_feats, T_text, C_out]`
         """
-        first, activation, last = mlp
+        first, rest = mlp[0], mlp[1:]
         num_token_features = token_features.size(-1)
         hidden = F.linear(token_features, first.weight[:, :num_token_features], first.bias)
         hidden = hidden + F.linear(grids, first.weight[:, num_token_features:])
-        return last(activation(hidden))
+        return rest(hidden)
 
     def forward(self, h: Tensor, x_mask: Tensor, durations: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Expand phoneme states to frames: `O = Proj_W(concat_q(W H^T)) + Proj_C(concat_q(einsum(W, C)))`.
@@ -268,6 +299,9 @@ class Durator(nn.Module):
         kernel_size_upsampling: Kernel size of the upsampling's per-token convolution. Defaults to 3.
         init_sharpness_upsampling: Slope of the upsampling's start near hard length regulation; 0 for the plain
             random initialisation. Defaults to 8.0.
+        mlp_hidden_layers_upsampling: Hidden layers of the upsampling's swish MLPs. Defaults to 1.
+        share_conv_upsampling: One per-token convolution for both upsampling MLPs. Defaults to True.
+        compress_grids_upsampling: Signed-log compression of the upsampling's boundary grids. Defaults to True.
         min_duration: Lower bound of a predicted duration in frames (before `length_scale`). Defaults to 1.0.
         max_duration: Upper bound of a predicted duration in frames (before `length_scale`). Defaults to 100.0.
         detach_predictor_input: Stop the duration predictor's gradients at `h`. Defaults to False.
@@ -288,6 +322,9 @@ class Durator(nn.Module):
         mlp_channels: int = 16,
         kernel_size_upsampling: int = 3,
         init_sharpness_upsampling: float = 8.0,
+        mlp_hidden_layers_upsampling: int = 1,
+        share_conv_upsampling: bool = True,
+        compress_grids_upsampling: bool = True,
         min_duration: float = 1.0,
         max_duration: float = 100.0,
         detach_predictor_input: bool = False,
@@ -306,12 +343,15 @@ class Durator(nn.Module):
         if use_learnable_upsampling:
             self.upsampling = LearnableUpsampling(
                 in_channels,
-                num_heads,
-                num_aux_channels,
-                conv_channels,
-                mlp_channels,
-                kernel_size_upsampling,
-                init_sharpness_upsampling,
+                num_heads=num_heads,
+                num_aux_channels=num_aux_channels,
+                conv_channels=conv_channels,
+                mlp_channels=mlp_channels,
+                kernel_size=kernel_size_upsampling,
+                init_sharpness=init_sharpness_upsampling,
+                mlp_hidden_layers=mlp_hidden_layers_upsampling,
+                share_conv=share_conv_upsampling,
+                compress_grids=compress_grids_upsampling,
             )
         self.proj_mean = nn.Conv1d(in_channels, latent_channels, 1)
         self.proj_log_std = nn.Conv1d(in_channels, latent_channels, 1)
@@ -333,6 +373,9 @@ class Durator(nn.Module):
             mlp_channels=args.mlp_channels_upsampling,
             kernel_size_upsampling=args.kernel_size_upsampling,
             init_sharpness_upsampling=args.init_sharpness_upsampling,
+            mlp_hidden_layers_upsampling=args.mlp_hidden_layers_upsampling,
+            share_conv_upsampling=args.share_conv_upsampling,
+            compress_grids_upsampling=args.compress_grids_upsampling,
             min_duration=args.min_duration_frames,
             max_duration=args.max_duration_frames,
             detach_predictor_input=args.detach_durator_input,

@@ -15,7 +15,11 @@ counterpart of the frame-aligned KL (which is the diagonal path). From row `n - 
 - stay on its target frame (penalty `warp`: the target frame is held for two sampled frames), or
 - skip `k ≥ 1` target frames (penalty `k · warp`: those target frames explain no sampled frame),
 
-so a prior that is too short pays for every repeated frame and one that is too long for every unused frame. The
+so a prior that is too short pays for every repeated frame and one that is too long for every unused frame.
+`PriorPosteriorKL` puts the posterior's frames on the rows in both KL terms (in L_fwd the sample is the prior's,
+so it transposes the cost): the number of summed cells is then the posterior length, fixed by the data. With the
+prior's frames on the rows, a prior `k` frames short would sum `k` cells fewer for `k` warps, a reward for short
+priors whenever a cell costs more than the warp (early in training, most do). The
 recursion over rows, with `softmin_γ(x) = -γ log Σ exp(-x/γ)`::
 
     R[0, 0] = 0,  R[0, m > 0] = +inf,
