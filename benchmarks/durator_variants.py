@@ -70,6 +70,7 @@ VARIANTS = {
         "compress_grids_upsampling": False,
     },
     "random start (init_sharpness 0)": {"init_sharpness_upsampling": 0.0},
+    "durations detached from the prior": {"detach_predicted_durations": True},
     "hard length regulation": {"use_learnable_upsampling": False},
 }
 TASKS = ("given", "soft-alignment", "soft-alignment + duration loss")
@@ -220,6 +221,9 @@ def main() -> None:
     parser.add_argument("--duration-loss-alpha", type=float, default=1.0)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--name", default="durator_variants", help="result file name (without extension)")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.warmup_steps, args.seeds, args.train_batches, args.eval_every = 4, 2, 1, 2, 2
@@ -228,8 +232,9 @@ def main() -> None:
     logger.info("%s", header("durator variants"))
 
     rows = []
-    for name, variant in VARIANTS.items():
-        for task in TASKS:
+    for name in args.variants:
+        variant = VARIANTS[name]
+        for task in args.tasks:
             runs = [train_one(variant, task, seed, args) for seed in range(args.seeds)]
             finals = torch.tensor([run["final"] for run in runs])
             row = {
@@ -251,8 +256,8 @@ def main() -> None:
     columns = ["variant", "task", "metric", "start", "final_mean", "final_min", "final_max", "cpu_seconds"]
     out_dir = args.out_dir
     if not args.quick:
-        write_json(out_dir / "durator_variants.json", {**run_record(args), "rows": rows})
-        write_csv(out_dir / "durator_variants.csv", rows, columns)
+        write_json(out_dir / f"{args.name}.json", {**run_record(args), "rows": rows})
+        write_csv(out_dir / f"{args.name}.csv", rows, columns)
     print(markdown_table(rows, columns))
 
 

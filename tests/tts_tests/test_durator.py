@@ -306,3 +306,15 @@ def test_separate_aux_conv_feeds_only_the_auxiliary_context():
     torch.testing.assert_close(after.attention, before.attention)
     assert not torch.allclose(after.frame_hidden, before.frame_hidden)
     assert paper_size_durator().upsampling.conv_aux is None
+
+
+def test_detached_predicted_durations_learn_from_the_duration_loss_only():
+    """`detach_predicted_durations`: a loss on the prior reaches the upsampling but not the duration predictor."""
+    num_tokens = 9
+    h, x_mask = torch.randn(1, 64, num_tokens), torch.ones(1, 1, num_tokens)
+    for detach, predictor_learns in ((False, True), (True, False)):
+        durator = paper_size_durator(detach_predicted_durations=detach)
+        durator(h, x_mask).prior_mean.square().sum().backward()
+        predictor_grad = durator.duration_predictor.proj.weight.grad
+        assert (predictor_grad is not None and predictor_grad.abs().sum() > 0) == predictor_learns
+        assert durator.upsampling.conv.weight.grad.abs().sum() > 0

@@ -56,6 +56,12 @@ class NaturalspeechArgs(ModelArgs):
             Dropout of the duration predictor. Defaults to 0.5.
         detach_durator_input (bool):
             Stop the duration loss gradients at the phoneme hidden states. Defaults to False.
+        detach_predicted_durations (bool):
+            After warm-up, stop the gradients of the KL terms (under soft-DTW) at the predicted durations: the
+            duration predictor then learns from the duration loss alone. The paper's differentiable durator trains
+            the durations through the prior (False); on the synthetic durator task of
+            `benchmarks/durator_variants.py` that gradient made the duration error 3-14x worse than the duration
+            loss alone. Defaults to False (the paper) until the learning benchmark has measured it.
         min_duration_frames (float):
             Lower bound of a predicted phoneme duration, in frames; keeps every output at least one frame long.
             Defaults to 1.0.
@@ -181,6 +187,7 @@ class NaturalspeechArgs(ModelArgs):
     kernel_size_durator: int = 3
     dropout_p_durator: float = 0.5
     detach_durator_input: bool = False
+    detach_predicted_durations: bool = False
     min_duration_frames: float = 1.0
     max_duration_frames: float = 100.0
     num_heads_upsampling: int = 4

@@ -305,6 +305,9 @@ class Durator(nn.Module):
         min_duration: Lower bound of a predicted duration in frames (before `length_scale`). Defaults to 1.0.
         max_duration: Upper bound of a predicted duration in frames (before `length_scale`). Defaults to 100.0.
         detach_predictor_input: Stop the duration predictor's gradients at `h`. Defaults to False.
+        detach_predicted_durations: Stop the prior's gradients (the soft-DTW KL terms) at the predicted durations,
+            so the duration predictor learns from the duration loss only; the upsampling still learns from the
+            prior. The paper trains the durations through the prior (False). Defaults to False.
     """
 
     def __init__(
@@ -328,6 +331,7 @@ class Durator(nn.Module):
         min_duration: float = 1.0,
         max_duration: float = 100.0,
         detach_predictor_input: bool = False,
+        detach_predicted_durations: bool = False,
     ):
         super().__init__()
         if not 0 < min_duration <= max_duration:
@@ -335,6 +339,7 @@ class Durator(nn.Module):
         self.min_duration = min_duration
         self.max_duration = max_duration
         self.detach_predictor_input = detach_predictor_input
+        self.detach_predicted_durations = detach_predicted_durations
         self.use_learnable_upsampling = use_learnable_upsampling
         self.duration_predictor = DurationPredictor(
             in_channels, hidden_channels_predictor, num_layers_predictor, kernel_size_predictor, dropout_p_predictor
@@ -379,6 +384,7 @@ class Durator(nn.Module):
             min_duration=args.min_duration_frames,
             max_duration=args.max_duration_frames,
             detach_predictor_input=args.detach_durator_input,
+            detach_predicted_durations=args.detach_predicted_durations,
         )
 
     def predicted_durations(self, log_durations: Tensor, x_mask: Tensor, length_scale: float = 1.0) -> Tensor:
@@ -437,6 +443,8 @@ class Durator(nn.Module):
         log_durations = self.duration_predictor(h.detach() if self.detach_predictor_input else h, x_mask)
         if durations is None:
             durations = self.predicted_durations(log_durations, x_mask, length_scale)
+            if self.detach_predicted_durations:
+                durations = durations.detach()
         else:
             durations = durations.to(torch.promote_types(durations.dtype, torch.float32)) * x_mask[:, 0]
         if self.upsampling is None:
