@@ -174,9 +174,9 @@ def make_pretraining_config(output_path: str | Path, size: str = DEFAULT_SIZE, *
         **overrides: More `MixedPhonemePretrainingConfig` fields (e.g. `max_sentences`).
     """
     from pretrain_phoneme_encoder import DEFAULT_CORPUS
-    from pretrain_phoneme_encoder import make_config as pretraining_config
+    from pretrain_phoneme_encoder import make_config as recipe_config
 
-    from TTS.tts.layers.naturalspeech.pretraining_config import ENCODER_FIELDS
+    from TTS.tts.layers.naturalspeech.pretraining.config import ENCODER_FIELDS
 
     naturalspeech = make_config("naturalspeech", output_path, output_path, size=size)
     encoder = {name: getattr(naturalspeech.model_args, name) for name in ENCODER_FIELDS}
@@ -188,7 +188,7 @@ def make_pretraining_config(output_path: str | Path, size: str = DEFAULT_SIZE, *
     # about one epoch of the corpus fits 30 CPU-minutes (~4 CPU-s per step of 32 sentences), so the learning rate
     # warms up over 400 steps instead of the recipe's 4000 (meant for many epochs on a GPU)
     schedule = {"lr_scheduler_params": {"warmup_steps": 400}}
-    return pretraining_config(
+    return recipe_config(
         output_path, DEFAULT_CORPUS, run_name=PRETRAINING_RUN, **encoder, **budget, **(schedule | overrides)
     )
 

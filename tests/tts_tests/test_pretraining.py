@@ -12,21 +12,21 @@ import pytest
 import torch
 
 from tests import REPO_ROOT, SHARED_DATA, make_tiny_config
-from TTS.tts.layers.naturalspeech import phoneme_corpus
-from TTS.tts.layers.naturalspeech.phoneme_corpus import (
+from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
+from TTS.tts.layers.naturalspeech.pretraining import corpus as corpus_module
+from TTS.tts.layers.naturalspeech.pretraining.config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.corpus import (
     PhonemeMLMDataset,
     SupPhonemeTokenizer,
     prepare_phoneme_corpus,
     read_corpus,
     special_phoneme_ids,
 )
-from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
-from TTS.tts.layers.naturalspeech.pretraining import (
+from TTS.tts.layers.naturalspeech.pretraining.model import (
     MixedPhonemePretraining,
     SupPhonemeSpanMasker,
     load_pretrained_encoder,
 )
-from TTS.tts.layers.naturalspeech.pretraining_config import MixedPhonemePretrainingConfig
 from TTS.tts.utils.text.tokenizer import TTSTokenizer
 
 TRANSCRIPTS = SHARED_DATA / "ljspeech_transcripts.txt"
@@ -105,13 +105,13 @@ def test_read_corpus_excludes_the_test_chapter(tmp_path):
 def test_second_preparation_reads_the_cache(tokenizer, tmp_path, monkeypatch):
     sentences = ["Printing, in the only sense.", "With which we are at present concerned."]
     calls = []
-    original = phoneme_corpus.phonemize_sentences
+    original = corpus_module.phonemize_sentences
 
     def spy(*args, **kwargs):
         calls.append(args[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(phoneme_corpus, "phonemize_sentences", spy)
+    monkeypatch.setattr(corpus_module, "phonemize_sentences", spy)
     first = prepare_phoneme_corpus(sentences, tokenizer, tmp_path, num_workers=1)
     assert len(calls) == 1
 
@@ -124,7 +124,7 @@ def test_second_preparation_reads_the_cache(tokenizer, tmp_path, monkeypatch):
     assert first[0] == _tokenizer().text_to_ids(sentences[0])
     # another corpus misses the cache
     monkeypatch.undo()
-    monkeypatch.setattr(phoneme_corpus, "phonemize_sentences", spy)
+    monkeypatch.setattr(corpus_module, "phonemize_sentences", spy)
     prepare_phoneme_corpus(sentences[:1], tokenizer, tmp_path, num_workers=1)
     assert len(calls) == 2
 

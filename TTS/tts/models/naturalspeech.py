@@ -20,13 +20,6 @@ from trainer.utils.distributed import is_dist_avail_and_initialized
 from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.vits_config import VitsArgs
 from TTS.tts.layers.naturalspeech.alignment import load_duration_labels, search_durations
-from TTS.tts.layers.naturalspeech.checkpoints import (
-    check_state_dict,
-    load_checkpoint_state,
-    make_trainer_saves_atomic,
-    remove_stale_temporaries,
-)
-from TTS.tts.layers.naturalspeech.dataset import NaturalspeechDataset
 from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import (
@@ -38,7 +31,14 @@ from TTS.tts.layers.naturalspeech.losses import (
 )
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
-from TTS.tts.layers.naturalspeech.text_input import strip_control_characters
+from TTS.tts.layers.naturalspeech.runtime.checkpoints import (
+    check_state_dict,
+    load_checkpoint_state,
+    make_trainer_saves_atomic,
+    remove_stale_temporaries,
+)
+from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.text_input import strip_control_characters
 from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_training_latents, switches_at
 from TTS.tts.layers.vits.discriminator import VitsDiscriminator
 from TTS.tts.layers.vits.networks import PosteriorEncoder
@@ -405,7 +405,7 @@ class Naturalspeech(BaseTTSE2E):
         Raises:
             ValueError: No path given or configured, or the checkpoint's phoneme vocabulary differs from the model's.
         """
-        from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
+        from TTS.tts.layers.naturalspeech.pretraining.model import load_pretrained_encoder
 
         path = path or self.args.pretrained_encoder_path
         if not path:
@@ -675,7 +675,7 @@ class Naturalspeech(BaseTTSE2E):
 
     def _create_logs(self, batch: dict, outputs: dict) -> tuple[dict, dict]:
         """Figures and audio for the dashboard from the generator outputs the Trainer merged as `<key>_1`."""
-        from TTS.tts.layers.naturalspeech.plots import plot_training_figures
+        from TTS.tts.layers.naturalspeech.runtime.plots import plot_training_figures
 
         generator_outputs = {k[: -len("_1")]: v for k, v in outputs.items() if k.endswith("_1")}
         figures = plot_training_figures(generator_outputs, self.ap)
@@ -718,7 +718,7 @@ class Naturalspeech(BaseTTSE2E):
             self.eval()
 
     ##########################
-    # ONNX (see TTS/tts/layers/naturalspeech/onnx_export.py)
+    # ONNX (see TTS/tts/layers/naturalspeech/runtime/onnx_export.py)
     ##########################
 
     def export_onnx(
@@ -734,19 +734,19 @@ class Naturalspeech(BaseTTSE2E):
         `quantize=True` makes the HiFi-GAN decoder int8 for faster CPU synthesis, calibrated on `calibration_texts`
         (default: the config's `test_sentences`).
         """
-        from TTS.tts.layers.naturalspeech.onnx_export import export_onnx
+        from TTS.tts.layers.naturalspeech.runtime.onnx_export import export_onnx
 
         export_onnx(self, output_path, quantize=quantize, calibration_texts=calibration_texts, verbose=verbose)
 
     def load_onnx(self, model_path: str, cuda: bool = False) -> None:
         """Open an exported model with ONNX Runtime for :meth:`inference_onnx`."""
-        from TTS.tts.layers.naturalspeech.onnx_export import load_onnx
+        from TTS.tts.layers.naturalspeech.runtime.onnx_export import load_onnx
 
         self.onnx_sess = load_onnx(model_path, cuda=cuda)
 
     def inference_onnx(self, x, x_lengths=None):
         """Synthesize with the ONNX session at the model's noise and length scales: numpy `[B, 1, T_wav]`."""
-        from TTS.tts.layers.naturalspeech.onnx_export import inference_onnx
+        from TTS.tts.layers.naturalspeech.runtime.onnx_export import inference_onnx
 
         return inference_onnx(self.onnx_sess, x, x_lengths, self.noise_scale, self.length_scale)
 

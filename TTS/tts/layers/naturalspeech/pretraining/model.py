@@ -23,9 +23,9 @@ from trainer.logging import BaseDashboardLogger
 from trainer.model import TrainerModel
 from trainer.trainer_utils import get_optimizer, get_scheduler
 
-from TTS.tts.layers.naturalspeech.phoneme_corpus import PhonemeMLMDataset, SupPhonemeTokenizer
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
-from TTS.tts.layers.naturalspeech.pretraining_config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.corpus import PhonemeMLMDataset, SupPhonemeTokenizer
 
 logger = logging.getLogger(__name__)
 
