@@ -163,7 +163,7 @@ _KILLED_SAVE = textwrap.dedent(
     import os, signal, sys
     import torch
     from trainer.io import save_checkpoint
-    from TTS.tts.layers.naturalspeech.runtime.checkpoints import atomic_trainer_io
+    from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import atomic_trainer_io
 
     out, atomic = sys.argv[1], sys.argv[2] == "1"
     model = torch.nn.Linear(64, 64)
@@ -200,7 +200,8 @@ def _killed_save(out: Path, atomic: bool) -> None:
 def test_kill_during_save_leaves_the_latest_checkpoint_loadable(tmp_path):
     from trainer.io import get_last_checkpoint
 
-    from TTS.tts.layers.naturalspeech.runtime.checkpoints import load_checkpoint_state, remove_stale_temporaries
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import load_checkpoint_state
+    from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import remove_stale_temporaries
 
     _killed_save(tmp_path / "atomic", atomic=True)
     last, _ = get_last_checkpoint(str(tmp_path / "atomic"))
@@ -234,7 +235,7 @@ def test_model_makes_trainer_saves_atomic(tmp_path):
     (tmp_path / "checkpoint_3.pth.tmp-123").write_bytes(b"junk")
     _tiny_model().on_init_end(fake)
     fake.save_checkpoint()
-    assert calls == ["TTS.tts.layers.naturalspeech.runtime.checkpoints"]
+    assert calls == ["TTS.tts.layers.naturalspeech.runtime.trainer_hooks"]
     assert not list(tmp_path.iterdir())  # the stale temporary was removed
     import trainer.io
 
