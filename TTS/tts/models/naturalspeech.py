@@ -19,7 +19,7 @@ from trainer.utils.distributed import is_dist_avail_and_initialized
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.vits_config import VitsArgs
-from TTS.tts.layers.naturalspeech.alignment import load_duration_labels, search_durations
+from TTS.tts.layers.naturalspeech.alignment import AlignmentPrior, load_duration_labels
 from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import (
@@ -107,7 +107,7 @@ class Naturalspeech(BaseTTSE2E):
             args.dropout_p_text_encoder,
         )
         # phoneme-level Gaussians scored by alignment search (durations for warm-up and the duration loss)
-        self.alignment_prior = nn.Conv1d(hidden, 2 * hidden, 1)
+        self.alignment_prior = AlignmentPrior(hidden)
         self.durator = Durator.from_args(args)
         self.posterior_encoder = PosteriorEncoder(
             args.out_channels,
@@ -202,7 +202,10 @@ class Naturalspeech(BaseTTSE2E):
         z, m_q, logs_q, y_mask = self.posterior_encoder(spec, spec_lengths)
         z_p = self.flow(z, y_mask)
 
-        aligned_durations, kl_terms = self._align(h, x_mask, z_p, logs_q, y_mask, aux_input or {})
+        aligned_durations, loss_align = self.alignment_prior.align(
+            h, x_mask, z_p, logs_q, y_mask, self.prior_posterior_kl, durations=(aux_input or {}).get("durations")
+        )
+        kl_terms = {"loss_align": loss_align}
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
         kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
         aligned = not switches.use_predicted_durations
@@ -241,28 +244,6 @@ class Naturalspeech(BaseTTSE2E):
             e2e_slice, _ = rand_segments(prior_sample, prior.frame_lengths, self.args.spec_segment_size, True, True)
             outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches))
         return outputs
-
-    def _align(self, h, x_mask, z_p, logs_q, y_mask, aux_input) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Durations from labels or alignment search, and the alignment prior's KL that makes the search learn.
-
-        The alignment prior only scores the posterior for the search: its KL is computed on a detached posterior, so
-        it does not pull the posterior towards itself on top of L_bwd (which would double the KL weight on it).
-        """
-        stats = self.alignment_prior(h) * x_mask
-        align_mean, align_log_std = torch.split(stats, self.args.hidden_channels, dim=1)
-        durations, path = search_durations(z_p, align_mean, align_log_std, x_mask, y_mask)
-        if aux_input.get("durations") is not None:
-            durations = aux_input["durations"]
-        # alignment prior expanded along the path: [B, C, T_text] x [B, T_text, T_feats] -> [B, C, T_feats]
-        frame_mean, frame_log_std = align_mean @ path, align_log_std @ path
-        frame_lengths = y_mask.sum((1, 2)).long()
-        loss_align = self.prior_posterior_kl(
-            sample=FrameGaussians(z_p.detach(), logs_q.detach(), frame_lengths),
-            target=FrameGaussians(frame_mean, frame_log_std, frame_lengths),
-            num_frames=frame_lengths,
-            aligned=True,
-        )
-        return durations, {"loss_align": loss_align}
 
     def _decoder_input(self, z: torch.Tensor, mask: torch.Tensor, switches: StageSwitches) -> torch.Tensor:
         """The memory-bank reading of `z` when the memory VAE is active, else `z` itself."""
