@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests import REPO_ROOT, SHARED_DATA, make_tiny_config
+from TTS.config.shared_configs import BaseTrainingConfig
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.pretraining import corpus as corpus_module
 from TTS.tts.layers.naturalspeech.pretraining.config import MixedPhonemePretrainingConfig
@@ -33,10 +34,10 @@ TRANSCRIPTS = SHARED_DATA / "ljspeech_transcripts.txt"
 NUM_SENTENCES = 400
 TINY_ENCODER = {
     "hidden_channels": 64,
-    "hidden_channels_ffn_text_encoder": 128,
-    "num_heads_text_encoder": 2,
-    "num_layers_text_encoder": 2,
-    "dropout_p_text_encoder": 0.0,
+    "hidden_channels_ffn_phoneme_encoder": 128,
+    "num_heads_phoneme_encoder": 2,
+    "num_layers_phoneme_encoder": 2,
+    "dropout_p_phoneme_encoder": 0.0,
 }
 
 
@@ -76,7 +77,7 @@ def test_config_mirrors_the_naturalspeech_text_settings(tmp_path):
     tts_config = make_tiny_config(use_phonemes=True, phoneme_language="en-us", phonemizer="espeak")
     tts_config.text_cleaner = "english_cleaners"
     config = MixedPhonemePretrainingConfig.from_naturalspeech_config(tts_config, epochs=3)
-    assert config.num_layers_text_encoder == tts_config.model_args.num_layers_text_encoder == 1
+    assert config.num_layers_phoneme_encoder == tts_config.model_args.num_layers_phoneme_encoder == 1
     assert config.hidden_channels == 16 and config.epochs == 3
     ours, _ = TTSTokenizer.init_from_config(config.tokenizer_config())
     theirs, _ = TTSTokenizer.init_from_config(tts_config)
@@ -84,7 +85,7 @@ def test_config_mirrors_the_naturalspeech_text_settings(tmp_path):
     assert (ours.add_blank, ours.phonemizer.name(), ours.text_cleaner) == (True, "espeak", theirs.text_cleaner)
     # the Args docstring documents every field, and a saved config loads back equal
     fields = {f.name for f in dataclasses.fields(MixedPhonemePretrainingConfig)}
-    own = fields - {f.name for f in dataclasses.fields(MixedPhonemePretrainingConfig.__mro__[1])}
+    own = fields - {f.name for f in dataclasses.fields(BaseTrainingConfig)}
     documented = {line.split(" (")[0].strip() for line in MixedPhonemePretrainingConfig.__doc__.splitlines()}
     assert own <= documented, own - documented
     config.save_json(str(tmp_path / "config.json"))

@@ -100,11 +100,11 @@ class Naturalspeech(BaseTTSE2E):
         self.phoneme_encoder = PhonemeEncoder(
             args.num_chars,
             hidden,
-            args.hidden_channels_ffn_text_encoder,
-            args.num_heads_text_encoder,
-            args.num_layers_text_encoder,
-            args.kernel_size_text_encoder,
-            args.dropout_p_text_encoder,
+            args.hidden_channels_ffn_phoneme_encoder,
+            args.num_heads_phoneme_encoder,
+            args.num_layers_phoneme_encoder,
+            args.kernel_size_phoneme_encoder,
+            args.dropout_p_phoneme_encoder,
         )
         # phoneme-level Gaussians scored by alignment search (durations for warm-up and the duration loss)
         self.alignment_prior = AlignmentPrior(hidden)

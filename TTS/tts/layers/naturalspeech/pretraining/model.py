@@ -185,11 +185,11 @@ class MixedPhonemePretraining(TrainerModel):
         self.encoder = PhonemeEncoder(
             num_chars=num_phonemes,
             hidden_channels=channels,
-            hidden_channels_ffn=config.hidden_channels_ffn_text_encoder,
-            num_heads=config.num_heads_text_encoder,
-            num_layers=config.num_layers_text_encoder,
-            kernel_size=config.kernel_size_text_encoder,
-            dropout_p=config.dropout_p_text_encoder,
+            hidden_channels_ffn=config.hidden_channels_ffn_phoneme_encoder,
+            num_heads=config.num_heads_phoneme_encoder,
+            num_layers=config.num_layers_phoneme_encoder,
+            kernel_size=config.kernel_size_phoneme_encoder,
+            dropout_p=config.dropout_p_phoneme_encoder,
         )
         self.sup_phoneme_emb = nn.Embedding(
             sup_phonemes.num_sup_phonemes, channels, padding_idx=sup_phonemes.pad_sup_id
