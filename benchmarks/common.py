@@ -219,7 +219,8 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 # Matched model sizes: the fields both `NaturalspeechArgs` and `VitsArgs` have take the same values, so the
-# text encoder, posterior encoder, flow and HiFi-GAN decoder have the same shapes in both models.
+# text encoder, posterior encoder, flow and HiFi-GAN decoder have the same shapes in both models. Keys are
+# `VitsArgs` names; `matched_args` gives NaturalSpeech's phoneme encoder its own names (`VITS_TO_NATURALSPEECH`).
 SIZES = {
     # the paper's configuration: `NaturalspeechConfig()` / `VitsConfig()` defaults (HiFi-GAN V1 decoder)
     "paper": {},
@@ -258,6 +259,14 @@ SIZES = {
         "spec_segment_size": 8,
     },
 }
+# the same text encoder field under another name: `VitsArgs` name -> `NaturalspeechArgs` name
+VITS_TO_NATURALSPEECH = {
+    "hidden_channels_ffn_text_encoder": "hidden_channels_ffn_phoneme_encoder",
+    "num_heads_text_encoder": "num_heads_phoneme_encoder",
+    "num_layers_text_encoder": "num_layers_phoneme_encoder",
+    "kernel_size_text_encoder": "kernel_size_phoneme_encoder",
+    "dropout_p_text_encoder": "dropout_p_phoneme_encoder",
+}
 # NaturalSpeech-only fields scaled with the size (the durator and the memory bank have no VITS counterpart)
 NATURALSPEECH_ONLY = {
     "paper": {},
@@ -270,7 +279,8 @@ NATURALSPEECH_ONLY = {
 def matched_args(size: str) -> tuple[dict, dict]:
     """Keyword overrides of (`NaturalspeechArgs`, `VitsArgs`) for a named size."""
     shared = SIZES[size]
-    return {**shared, **NATURALSPEECH_ONLY[size]}, dict(shared)
+    naturalspeech = {VITS_TO_NATURALSPEECH.get(name, name): value for name, value in shared.items()}
+    return {**naturalspeech, **NATURALSPEECH_ONLY[size]}, dict(shared)
 
 
 def build_configs(size: str, **naturalspeech_overrides):

@@ -36,7 +36,7 @@ from common import (
     write_json,
 )
 
-from TTS.tts.layers.naturalspeech.onnx_export import inference_onnx, load_onnx
+from TTS.tts.layers.naturalspeech.runtime.onnx_export import inference_onnx, load_onnx
 
 COLUMNS = [
     "threads",

@@ -12,7 +12,8 @@ The ONNX Runtime rows export each model once (VITS: a wrapper around `Vits.infer
 weight-norm parametrizations removed as in `Vits.export_onnx`; NaturalSpeech: its `export_onnx` if the model has
 one) and time `InferenceSession.run` with `intra_op_num_threads` = torch threads, alternating with eager. The
 "onnxruntime-int8" rows run copies of those graphs whose HiFi-GAN convolutions are static int8
-(`onnx_quantization.quantize_decoder`, what `export_onnx(quantize=True)` does), calibrated on the benchmark inputs.
+(`runtime.onnx_quantization.quantize_decoder`, what `export_onnx(quantize=True)` does), calibrated on the benchmark
+inputs.
 
     python benchmarks/synthesis_rtf.py --size paper --lengths 20 80 --threads 2 1 --reps 3
     python benchmarks/synthesis_rtf.py --size medium --lengths 20 80 200 --no-onnx --tag sweep
@@ -39,7 +40,7 @@ from common import (
     write_json,
 )
 
-from TTS.tts.layers.naturalspeech.onnx_export import export_copy, load_onnx
+from TTS.tts.layers.naturalspeech.runtime.onnx_export import export_copy, load_onnx
 
 COLUMNS = [
     "size",
@@ -173,7 +174,7 @@ def onnx_feed(session, tokens, durations, noise_scale: float, length_scale: floa
 
 def quantize_exports(exports: dict, inputs: dict, naturalspeech, workdir: Path, notes: dict) -> dict:
     """Int8-decoder copies of the float exports (the product's `quantize_decoder`), calibrated on the inputs."""
-    from TTS.tts.layers.naturalspeech.onnx_quantization import quantize_decoder
+    from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
 
     quantized = {}
     for name, path in exports.items():

@@ -8,7 +8,7 @@ their own `get_data_loader`/`format_batch_on_device`. NaturalSpeech stages are s
 
 - `warmup`: step 0 (alignment search durations, L_bwd, no memory bank);
 - `main`: step = warmup_steps, memory bank on, L_fwd, predicted durations with soft-DTW KL;
-- `main_no_sdtw`: the same with `use_soft_dtw=False` (aligned durations, no soft-DTW);
+- `main_no_sdtw`: the same with `use_predicted_durations=False` (aligned durations, no soft-DTW);
 - `tuning`: step = tuning_start_step (adds L_e2e through the decoder).
 
 Every (system, stage) runs in a fresh subprocess, so its peak RSS (`getrusage` maxrss, and the psutil-sampled peak
@@ -101,7 +101,7 @@ def load_batch(config, model, clip_ids: list[str]) -> dict:
 def build(configuration: str, size: str, data_dir: Path, output_path: Path, batch_size: int):
     import torch
 
-    ns_overrides = {"use_soft_dtw": False} if configuration == "main_no_sdtw" else {}
+    ns_overrides = {"use_predicted_durations": False} if configuration == "main_no_sdtw" else {}
     ns_config, vits_config = build_configs(size, **ns_overrides)
     torch.manual_seed(0)
     if configuration == "vits":

@@ -37,9 +37,9 @@ def make_tiny_args(**overrides) -> NaturalspeechArgs:
     """Model arguments small enough to train a few steps on 2 CPU cores in seconds."""
     args = NaturalspeechArgs(
         hidden_channels=16,
-        hidden_channels_ffn_text_encoder=32,
-        num_heads_text_encoder=2,
-        num_layers_text_encoder=1,
+        hidden_channels_ffn_phoneme_encoder=32,
+        num_heads_phoneme_encoder=2,
+        num_layers_phoneme_encoder=1,
         hidden_channels_durator=16,
         num_layers_posterior_encoder=2,
         num_flows=2,

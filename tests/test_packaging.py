@@ -38,6 +38,8 @@ def test_wheel_holds_only_addon_files(wheel_path):
     payload = [name for name in names if ".dist-info/" not in name]
     assert "TTS/tts/configs/naturalspeech_config.py" in payload
     assert "TTS/tts/layers/naturalspeech/__init__.py" in payload
+    for subpackage in ("runtime", "pretraining"):
+        assert f"TTS/tts/layers/naturalspeech/{subpackage}/__init__.py" in payload
     strays = [name for name in payload if not name.startswith(ALLOWED_PREFIXES)]
     assert strays == [], f"the wheel would overwrite or add files outside the add-on: {strays}"
     for coqui_init in ("TTS/__init__.py", "TTS/tts/__init__.py", "TTS/tts/models/__init__.py"):

@@ -191,8 +191,8 @@ def test_run_plan_and_stages(tmp_path):
 
 def test_pretraining_budget_file_initialises_the_pretrained_encoder_run(tmp_path):
     """A `pretrain-encoder` budget file (as `train_budget` saves it) is what `ns-pretrained-encoder` starts from."""
-    from TTS.tts.layers.naturalspeech.phoneme_corpus import prepare_pretraining_data
-    from TTS.tts.layers.naturalspeech.pretraining import MixedPhonemePretraining
+    from TTS.tts.layers.naturalspeech.pretraining.corpus import prepare_pretraining_data
+    from TTS.tts.layers.naturalspeech.pretraining.model import MixedPhonemePretraining
 
     config = models.make_pretraining_config(
         tmp_path, size="tiny", max_sentences=24, num_eval_sentences=2, num_phonemize_workers=1

@@ -135,7 +135,7 @@ def test_disabled_components_are_not_built(tmp_path, ljspeech_dir, switch, absen
         {"use_memory_bank": False},
         {"use_forward_kl": False},
         {"use_learnable_upsampling": False},
-        {"use_soft_dtw": False},
+        {"use_predicted_durations": False},
     ],
 )
 def test_ablations_train_in_the_main_stage(tmp_path, ljspeech_dir, model_args):

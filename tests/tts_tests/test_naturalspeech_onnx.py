@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from TTS.tts.layers.naturalspeech.onnx_export import (
+from TTS.tts.layers.naturalspeech.runtime.onnx_export import (
     DYNAMIC_AXES,
     INPUT_NAMES,
     OPSET_VERSION,
     inference_onnx,
     load_onnx,
 )
-from TTS.tts.layers.naturalspeech.onnx_quantization import decoder_conv_nodes
+from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import decoder_conv_nodes
 
 # measured: max |ONNX - PyTorch| ~2e-7 on waveforms in [-1, 1] (float32 kernels differ in summation order)
 ATOL = 1e-4
@@ -209,8 +209,8 @@ def test_int8_quantization_writes_nothing_to_the_working_directory(tmp_path, mon
     from onnxruntime.quantization import shape_inference
 
     from tests import make_tiny_config
-    from TTS.tts.layers.naturalspeech.onnx_export import calibration_feeds
-    from TTS.tts.layers.naturalspeech.onnx_quantization import quantize_decoder
+    from TTS.tts.layers.naturalspeech.runtime.onnx_export import calibration_feeds
+    from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
     from TTS.tts.models.naturalspeech import Naturalspeech
 
     model = Naturalspeech(make_tiny_config()).eval()  # untrained and tiny: only the files written matter here

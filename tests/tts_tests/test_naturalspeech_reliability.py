@@ -52,7 +52,7 @@ class _ShellPayload:
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
 def test_pickle_payload_in_checkpoint_is_not_executed(tmp_path, zip_format):
-    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError
 
     model = _tiny_model()
     marker = tmp_path / "pwned"
@@ -66,7 +66,7 @@ def test_pickle_payload_in_checkpoint_is_not_executed(tmp_path, zip_format):
 
 
 def test_refusal_names_the_blocked_global(tmp_path):
-    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError, load_checkpoint_state
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError, load_checkpoint_state
 
     path = tmp_path / "shell.pth"
     torch.save({"model": {}, "payload": _ShellPayload()}, path)
@@ -97,7 +97,7 @@ def test_refusal_names_the_blocked_global(tmp_path):
     ids=["html", "git-lfs", "text", "binary", "empty"],
 )
 def test_garbage_file_is_not_a_checkpoint(tmp_path, content, expected):
-    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError
 
     path = tmp_path / "best_model.pth"
     path.write_bytes(content)
@@ -111,7 +111,7 @@ def test_garbage_file_is_not_a_checkpoint(tmp_path, content, expected):
 
 
 def test_checkpoint_of_another_model_names_its_keys(tmp_path):
-    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError
 
     vits_like = {
         "text_encoder.emb.weight": torch.zeros(10, 4),
@@ -130,7 +130,7 @@ def test_checkpoint_of_another_model_names_its_keys(tmp_path):
 
 
 def test_checkpoint_of_another_size_names_mismatched_keys(tmp_path):
-    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError
 
     torch.save({"model": _tiny_model(memory_bank_size=32).state_dict()}, tmp_path / "big_bank.pth")
     model = _tiny_model()
@@ -139,7 +139,7 @@ def test_checkpoint_of_another_size_names_mismatched_keys(tmp_path):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError
 
     model = _tiny_model()
     torch.save({"model": model.state_dict()}, tmp_path / "full.pth")
@@ -163,7 +163,7 @@ _KILLED_SAVE = textwrap.dedent(
     import os, signal, sys
     import torch
     from trainer.io import save_checkpoint
-    from TTS.tts.layers.naturalspeech.checkpoints import atomic_trainer_io
+    from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import atomic_trainer_io
 
     out, atomic = sys.argv[1], sys.argv[2] == "1"
     model = torch.nn.Linear(64, 64)
@@ -200,7 +200,8 @@ def _killed_save(out: Path, atomic: bool) -> None:
 def test_kill_during_save_leaves_the_latest_checkpoint_loadable(tmp_path):
     from trainer.io import get_last_checkpoint
 
-    from TTS.tts.layers.naturalspeech.checkpoints import load_checkpoint_state, remove_stale_temporaries
+    from TTS.tts.layers.naturalspeech.runtime.checkpoints import load_checkpoint_state
+    from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import remove_stale_temporaries
 
     _killed_save(tmp_path / "atomic", atomic=True)
     last, _ = get_last_checkpoint(str(tmp_path / "atomic"))
@@ -234,7 +235,7 @@ def test_model_makes_trainer_saves_atomic(tmp_path):
     (tmp_path / "checkpoint_3.pth.tmp-123").write_bytes(b"junk")
     _tiny_model().on_init_end(fake)
     fake.save_checkpoint()
-    assert calls == ["TTS.tts.layers.naturalspeech.checkpoints"]
+    assert calls == ["TTS.tts.layers.naturalspeech.runtime.trainer_hooks"]
     assert not list(tmp_path.iterdir())  # the stale temporary was removed
     import trainer.io
 
@@ -291,7 +292,7 @@ def test_bad_items_are_skipped_once_or_repaired(bad_corpus, tmp_path, caplog):
     from TTS.tts.datasets import load_tts_samples
 
     samples, _ = load_tts_samples(config, eval_split=False)
-    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.dataset"):
+    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.runtime.dataset"):
         loader = model.get_data_loader(config, samples=samples)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     for clip_id in ("CORRUPT", "EMPTY", "NOTEXT", "UNKNOWN"):
@@ -353,7 +354,7 @@ def test_non_finite_or_unscaled_float_audio_is_skipped(float_corpus, tmp_path, c
     config = _dataset_config(float_corpus, tmp_path)
     model = Naturalspeech(config)
     samples, _ = load_tts_samples(config, eval_split=False)
-    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.dataset"):
+    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.runtime.dataset"):
         loader = model.get_data_loader(config, samples=samples)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     expected = {

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests import make_tiny_config
-from TTS.tts.layers.naturalspeech.text_input import strip_control_characters
+from TTS.tts.layers.naturalspeech.runtime.text_input import strip_control_characters
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def model():
 
 
 def test_nul_does_not_cut_the_text_short(model, caplog):
-    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.text_input"):
+    with caplog.at_level(logging.WARNING, logger="TTS.tts.layers.naturalspeech.runtime.text_input"):
         ids = model.speakable_ids("Hello\x00 world")
     assert ids == model.speakable_ids("Hello world")
     assert "Removed 1 control character(s) from the text to synthesize (U+0000 at position 5)" in caplog.text

@@ -12,31 +12,32 @@ import pytest
 import torch
 
 from tests import REPO_ROOT, SHARED_DATA, make_tiny_config
-from TTS.tts.layers.naturalspeech import phoneme_corpus
-from TTS.tts.layers.naturalspeech.phoneme_corpus import (
+from TTS.config.shared_configs import BaseTrainingConfig
+from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
+from TTS.tts.layers.naturalspeech.pretraining import corpus as corpus_module
+from TTS.tts.layers.naturalspeech.pretraining.config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.corpus import (
     PhonemeMLMDataset,
     SupPhonemeTokenizer,
     prepare_phoneme_corpus,
     read_corpus,
     special_phoneme_ids,
 )
-from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
-from TTS.tts.layers.naturalspeech.pretraining import (
+from TTS.tts.layers.naturalspeech.pretraining.model import (
     MixedPhonemePretraining,
     SupPhonemeSpanMasker,
     load_pretrained_encoder,
 )
-from TTS.tts.layers.naturalspeech.pretraining_config import MixedPhonemePretrainingConfig
 from TTS.tts.utils.text.tokenizer import TTSTokenizer
 
 TRANSCRIPTS = SHARED_DATA / "ljspeech_transcripts.txt"
 NUM_SENTENCES = 400
 TINY_ENCODER = {
     "hidden_channels": 64,
-    "hidden_channels_ffn_text_encoder": 128,
-    "num_heads_text_encoder": 2,
-    "num_layers_text_encoder": 2,
-    "dropout_p_text_encoder": 0.0,
+    "hidden_channels_ffn_phoneme_encoder": 128,
+    "num_heads_phoneme_encoder": 2,
+    "num_layers_phoneme_encoder": 2,
+    "dropout_p_phoneme_encoder": 0.0,
 }
 
 
@@ -76,7 +77,7 @@ def test_config_mirrors_the_naturalspeech_text_settings(tmp_path):
     tts_config = make_tiny_config(use_phonemes=True, phoneme_language="en-us", phonemizer="espeak")
     tts_config.text_cleaner = "english_cleaners"
     config = MixedPhonemePretrainingConfig.from_naturalspeech_config(tts_config, epochs=3)
-    assert config.num_layers_text_encoder == tts_config.model_args.num_layers_text_encoder == 1
+    assert config.num_layers_phoneme_encoder == tts_config.model_args.num_layers_phoneme_encoder == 1
     assert config.hidden_channels == 16 and config.epochs == 3
     ours, _ = TTSTokenizer.init_from_config(config.tokenizer_config())
     theirs, _ = TTSTokenizer.init_from_config(tts_config)
@@ -84,7 +85,7 @@ def test_config_mirrors_the_naturalspeech_text_settings(tmp_path):
     assert (ours.add_blank, ours.phonemizer.name(), ours.text_cleaner) == (True, "espeak", theirs.text_cleaner)
     # the Args docstring documents every field, and a saved config loads back equal
     fields = {f.name for f in dataclasses.fields(MixedPhonemePretrainingConfig)}
-    own = fields - {f.name for f in dataclasses.fields(MixedPhonemePretrainingConfig.__mro__[1])}
+    own = fields - {f.name for f in dataclasses.fields(BaseTrainingConfig)}
     documented = {line.split(" (")[0].strip() for line in MixedPhonemePretrainingConfig.__doc__.splitlines()}
     assert own <= documented, own - documented
     config.save_json(str(tmp_path / "config.json"))
@@ -105,13 +106,13 @@ def test_read_corpus_excludes_the_test_chapter(tmp_path):
 def test_second_preparation_reads_the_cache(tokenizer, tmp_path, monkeypatch):
     sentences = ["Printing, in the only sense.", "With which we are at present concerned."]
     calls = []
-    original = phoneme_corpus.phonemize_sentences
+    original = corpus_module.phonemize_sentences
 
     def spy(*args, **kwargs):
         calls.append(args[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(phoneme_corpus, "phonemize_sentences", spy)
+    monkeypatch.setattr(corpus_module, "phonemize_sentences", spy)
     first = prepare_phoneme_corpus(sentences, tokenizer, tmp_path, num_workers=1)
     assert len(calls) == 1
 
@@ -124,7 +125,7 @@ def test_second_preparation_reads_the_cache(tokenizer, tmp_path, monkeypatch):
     assert first[0] == _tokenizer().text_to_ids(sentences[0])
     # another corpus misses the cache
     monkeypatch.undo()
-    monkeypatch.setattr(phoneme_corpus, "phonemize_sentences", spy)
+    monkeypatch.setattr(corpus_module, "phonemize_sentences", spy)
     prepare_phoneme_corpus(sentences[:1], tokenizer, tmp_path, num_workers=1)
     assert len(calls) == 2
 

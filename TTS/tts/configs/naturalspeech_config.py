@@ -2,22 +2,67 @@
 
 Keep the imports of this module minimal: `TTS.config.load_config` swallows every `ModuleNotFoundError` raised
 while importing a config module and reports "Config for naturalspeech cannot be found" instead.
+
+Some fields were renamed after what they control (`RENAMED_ARGS`, `RENAMED_CONFIG_FIELDS`): a config that still
+uses an old name fails with a `ValueError` naming the new one, instead of Coqpit silently ignoring the key and
+training with the default.
 """
 
 import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from coqpit import Coqpit
 
 from TTS.config.shared_configs import BaseAudioConfig, ModelArgs
 from TTS.tts.configs.shared_configs import BaseTTSConfig
 
+# old name -> new name of the renamed phoneme encoder fields, shared by NaturalspeechArgs and the pre-training config
+RENAMED_ENCODER_FIELDS = {
+    "hidden_channels_ffn_text_encoder": "hidden_channels_ffn_phoneme_encoder",
+    "num_heads_text_encoder": "num_heads_phoneme_encoder",
+    "num_layers_text_encoder": "num_layers_phoneme_encoder",
+    "kernel_size_text_encoder": "kernel_size_phoneme_encoder",
+    "dropout_p_text_encoder": "dropout_p_phoneme_encoder",
+}
+RENAMED_ARGS = {"use_soft_dtw": "use_predicted_durations", **RENAMED_ENCODER_FIELDS}
+RENAMED_CONFIG_FIELDS = {"dur_loss_alpha": "duration_loss_alpha"}
+
+
+class RejectsRenamedFields:
+    """Mixin for Coqpit configs: the old name of a renamed field is an error naming the new one.
+
+    Coqpit's deserialisation reads only the fields it knows, so an old key in a config file would be dropped without
+    a word and the run would train with the renamed field's default. Every way in is checked: `from_dict`,
+    `load_json` (`deserialize`), `new_from_dict` and nested configs (`deserialize_immutable`), and attribute
+    assignment (`config.model_args.use_soft_dtw = False` would otherwise add an attribute nothing reads).
+    """
+
+    renamed_fields: ClassVar[dict[str, str]] = {}
+
+    def deserialize(self, data: dict[str, Any]) -> Any:
+        if isinstance(data, dict):
+            check_renamed_fields(type(self), data)
+        return super().deserialize(data)
+
+    @classmethod
+    def deserialize_immutable(cls, data: dict[str, Any]) -> Any:
+        if isinstance(data, dict):
+            check_renamed_fields(cls, data)
+        return super().deserialize_immutable(data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        new_name = type(self).renamed_fields.get(name)
+        if new_name is not None:
+            msg = f"{type(self).__name__}.{name} was renamed to '{new_name}'."
+            raise AttributeError(msg)
+        super().__setattr__(name, value)
+
 
 @dataclass
-class NaturalspeechArgs(ModelArgs):
+class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
     """NaturalSpeech model arguments, grouped by sub-module.
 
     Args:
@@ -29,15 +74,15 @@ class NaturalspeechArgs(ModelArgs):
             Number of latent frames of the random slice decoded to a waveform in training. Defaults to 32.
         hidden_channels (int):
             Channels of the latent `z`, the phoneme hidden states and the memory bank. Defaults to 192.
-        hidden_channels_ffn_text_encoder (int):
+        hidden_channels_ffn_phoneme_encoder (int):
             Channels of the feed-forward layers of the phoneme encoder transformer. Defaults to 768.
-        num_heads_text_encoder (int):
+        num_heads_phoneme_encoder (int):
             Attention heads of the phoneme encoder transformer. Defaults to 2.
-        num_layers_text_encoder (int):
+        num_layers_phoneme_encoder (int):
             Transformer blocks of the phoneme encoder. Defaults to 6.
-        kernel_size_text_encoder (int):
+        kernel_size_phoneme_encoder (int):
             Kernel size of the phoneme encoder's feed-forward convolutions. Defaults to 3.
-        dropout_p_text_encoder (float):
+        dropout_p_phoneme_encoder (float):
             Dropout of the phoneme encoder. Defaults to 0.1.
         pretrained_encoder_path (str | None):
             Checkpoint of a mixed-phoneme pre-training run whose encoder initialises the phoneme encoder. `None`
@@ -120,9 +165,10 @@ class NaturalspeechArgs(ModelArgs):
             Most posterior frames sampled for the k-means initialisation of the memory bank. Defaults to 200000.
         memory_init_batch_size (int):
             Mini-batch size of the k-means initialisation. Defaults to 4096.
-        use_soft_dtw (bool):
-            After warm-up, take durations from the durator and compute the KL terms under soft-DTW. False keeps
-            durations from monotonic alignment search and frame-aligned KL terms. Defaults to True.
+        use_predicted_durations (bool):
+            After warm-up, build the prior from the durator's predicted durations and compute the KL terms under
+            soft-DTW (the paper's main and tuning stages). False keeps the durations of monotonic alignment search
+            and frame-aligned KL terms as in warm-up (the "no soft-DTW" ablation). Defaults to True.
         soft_dtw_gamma (float):
             Smoothing temperature of soft-DTW. Defaults to 0.01.
         soft_dtw_warp (float):
@@ -173,11 +219,11 @@ class NaturalspeechArgs(ModelArgs):
     hidden_channels: int = 192
 
     # phoneme encoder
-    hidden_channels_ffn_text_encoder: int = 768
-    num_heads_text_encoder: int = 2
-    num_layers_text_encoder: int = 6
-    kernel_size_text_encoder: int = 3
-    dropout_p_text_encoder: float = 0.1
+    hidden_channels_ffn_phoneme_encoder: int = 768
+    num_heads_phoneme_encoder: int = 2
+    num_layers_phoneme_encoder: int = 6
+    kernel_size_phoneme_encoder: int = 3
+    dropout_p_phoneme_encoder: float = 0.1
     pretrained_encoder_path: str | None = None
 
     # differentiable durator
@@ -219,8 +265,8 @@ class NaturalspeechArgs(ModelArgs):
     memory_init_max_frames: int = 200_000
     memory_init_batch_size: int = 4096
 
-    # soft-DTW
-    use_soft_dtw: bool = True
+    # predicted durations and soft-DTW after warm-up
+    use_predicted_durations: bool = True
     soft_dtw_gamma: float = 0.01
     soft_dtw_warp: float = 0.07
     soft_dtw_steps: str = "posterior_once"
@@ -243,6 +289,8 @@ class NaturalspeechArgs(ModelArgs):
     length_scale: float = 1.0
     max_inference_len: int | None = None
 
+    renamed_fields: ClassVar[dict[str, str]] = RENAMED_ARGS
+
 
 def _naturalspeech_audio() -> BaseAudioConfig:
     """The VITS audio settings: 22050 Hz, 1024-point FFT and window, hop 256, 80 mel bands."""
@@ -258,7 +306,7 @@ def _naturalspeech_audio() -> BaseAudioConfig:
 
 
 @dataclass
-class NaturalspeechConfig(BaseTTSConfig):
+class NaturalspeechConfig(RejectsRenamedFields, BaseTTSConfig):
     """Configuration of the NaturalSpeech model.
 
     Training runs in four stages driven by the global step (paper, Section 3.5):
@@ -324,8 +372,8 @@ class NaturalspeechConfig(BaseTTSConfig):
             (the public reimplementation uses 0.1; the paper does not say). Defaults to 1.0.
         e2e_loss_alpha (float):
             Weight of the adversarial loss on the prior path, L_e2e. Defaults to 0.1.
-        dur_loss_alpha (float):
-            Weight of the log-duration loss. Defaults to 5.0.
+        duration_loss_alpha (float):
+            Weight of the log-duration loss `loss_duration`. Defaults to 5.0.
         align_loss_alpha (float):
             Weight of the KL between the posterior (mapped by the flow) and the phoneme-level alignment prior, the
             statistics that monotonic alignment search scores to find the durations. Defaults to 1.0.
@@ -374,7 +422,7 @@ class NaturalspeechConfig(BaseTTSConfig):
     disc_loss_alpha: float = 1.0
     disc_e2e_loss_alpha: float = 1.0
     e2e_loss_alpha: float = 0.1
-    dur_loss_alpha: float = 5.0
+    duration_loss_alpha: float = 5.0
     align_loss_alpha: float = 1.0
 
     # data
@@ -394,11 +442,14 @@ class NaturalspeechConfig(BaseTTSConfig):
         ]
     )
 
+    renamed_fields: ClassVar[dict[str, str]] = RENAMED_CONFIG_FIELDS
+
     def from_dict(self, data: dict) -> "NaturalspeechConfig":
-        """Load the fields from `data`, rejecting unknown fields and values of the wrong type.
+        """Load the fields from `data`, rejecting renamed and unknown fields and values of the wrong type.
 
         Coqpit alone ignores unknown keys and replaces badly typed values with defaults, so a typo in a config
-        file would silently train another model. Here every such problem raises one `ValueError` naming the field.
+        file would silently train another model. Here every such problem raises one `ValueError` naming the field
+        (for renamed fields, every old name in `data` with its new name).
         """
         check_config_dict(type(self), data)
         return super().from_dict(data)
@@ -409,8 +460,38 @@ class NaturalspeechConfig(BaseTTSConfig):
 TRAINER_ADDED_KEYS = frozenset({"restore_path", "github_branch"})
 
 
+def renamed_fields_in(config_class: type, data: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """The old and new dotted names of every renamed field `data` uses for `config_class`, nested configs included."""
+    renamed = getattr(config_class, "renamed_fields", {})
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    found = []
+    for key, value in data.items():
+        if key in renamed:
+            found.append((f"{prefix}{key}", f"{prefix}{renamed[key]}"))
+        elif key in known and isinstance(value, dict):
+            nested = _nested_config_class(known[key], hints[key])
+            if nested is not None:
+                found += renamed_fields_in(nested, value, prefix=f"{prefix}{key}.")
+    return found
+
+
+def check_renamed_fields(config_class: type, data: dict) -> None:
+    """Raise a `ValueError` naming every renamed field `data` still uses and its new name."""
+    renamed = renamed_fields_in(config_class, data)
+    if renamed:
+        listing = ", ".join(f"'{old}' is now '{new}'" for old, new in renamed)
+        msg = (
+            f"Renamed config fields for {config_class.__name__}: {listing}. Rename them in the config; "
+            "the old names are not read any more."
+        )
+        raise ValueError(msg)
+
+
 def check_config_dict(config_class: type, data: dict, prefix: str = "") -> None:
-    """Raise a `ValueError` naming the first unknown field or badly typed value of `data` for `config_class`."""
+    """Raise a `ValueError` naming the renamed fields of `data`, else its first unknown field or badly typed value."""
+    if not prefix:
+        check_renamed_fields(config_class, data)
     known = {f.name: f for f in dataclasses.fields(config_class)}
     hints = typing.get_type_hints(config_class)
     for key, value in data.items():
@@ -422,11 +503,20 @@ def check_config_dict(config_class: type, data: dict, prefix: str = "") -> None:
             raise ValueError(msg)
         hint = hints[key]
         default = _default_of(known[key])
-        if isinstance(hint, type) and issubclass(hint, Coqpit) and isinstance(value, dict):
-            check_config_dict(type(default) if isinstance(default, Coqpit) else hint, value, prefix=f"{name}.")
+        nested = _nested_config_class(known[key], hint)
+        if nested is not None and isinstance(value, dict):
+            check_config_dict(nested, value, prefix=f"{name}.")
         elif not _matches(value, hint) and not _matches(value, type(default)):
             msg = f"Config field '{name}' expects {_type_name(hint)}, got {value!r} ({type(value).__name__})."
             raise ValueError(msg)
+
+
+def _nested_config_class(f: dataclasses.Field, hint: Any) -> type | None:
+    """The config class of a field holding a nested config (its default's class, which may be a subclass), or None."""
+    if not (isinstance(hint, type) and issubclass(hint, Coqpit)):
+        return None
+    default = _default_of(f)
+    return type(default) if isinstance(default, Coqpit) else hint
 
 
 def _default_of(f: dataclasses.Field) -> Any:

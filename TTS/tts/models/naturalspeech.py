@@ -19,14 +19,7 @@ from trainer.utils.distributed import is_dist_avail_and_initialized
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.vits_config import VitsArgs
-from TTS.tts.layers.naturalspeech.alignment import load_duration_labels, search_durations
-from TTS.tts.layers.naturalspeech.checkpoints import (
-    check_state_dict,
-    load_checkpoint_state,
-    make_trainer_saves_atomic,
-    remove_stale_temporaries,
-)
-from TTS.tts.layers.naturalspeech.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.alignment import AlignmentPrior, load_duration_labels
 from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import (
@@ -38,7 +31,14 @@ from TTS.tts.layers.naturalspeech.losses import (
 )
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
-from TTS.tts.layers.naturalspeech.text_input import strip_control_characters
+from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
+from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.text_input import strip_control_characters
+from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import (
+    TrainerHooks,
+    protect_checkpoint_saves,
+    run_on_rank_zero_first,
+)
 from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_training_latents, switches_at
 from TTS.tts.layers.vits.discriminator import VitsDiscriminator
 from TTS.tts.layers.vits.networks import PosteriorEncoder
@@ -88,9 +88,9 @@ class Naturalspeech(BaseTTSE2E):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("memory_initialized", torch.zeros((), dtype=torch.bool))
         self.noise_scale = args.inference_noise_scale
-        self.num_skipped_steps = 0  # training steps skipped for a non-finite loss or gradient (logged)
-        self._optimizer_idx: int | None = None
         self.length_scale = args.length_scale
+        # gradient averaging over ranks and the non-finite step guard (plain state, not in the state dict)
+        self.trainer_hooks = TrainerHooks(discriminator_prefix="disc.")
         # `pretrained_encoder_path` is read when a training run starts (`on_init_start`), not here: synthesis builds
         # the model too, and a published run must load without the pre-training checkpoint.
 
@@ -100,14 +100,14 @@ class Naturalspeech(BaseTTSE2E):
         self.phoneme_encoder = PhonemeEncoder(
             args.num_chars,
             hidden,
-            args.hidden_channels_ffn_text_encoder,
-            args.num_heads_text_encoder,
-            args.num_layers_text_encoder,
-            args.kernel_size_text_encoder,
-            args.dropout_p_text_encoder,
+            args.hidden_channels_ffn_phoneme_encoder,
+            args.num_heads_phoneme_encoder,
+            args.num_layers_phoneme_encoder,
+            args.kernel_size_phoneme_encoder,
+            args.dropout_p_phoneme_encoder,
         )
         # phoneme-level Gaussians scored by alignment search (durations for warm-up and the duration loss)
-        self.alignment_prior = nn.Conv1d(hidden, 2 * hidden, 1)
+        self.alignment_prior = AlignmentPrior(hidden)
         self.durator = Durator.from_args(args)
         self.posterior_encoder = PosteriorEncoder(
             args.out_channels,
@@ -202,7 +202,10 @@ class Naturalspeech(BaseTTSE2E):
         z, m_q, logs_q, y_mask = self.posterior_encoder(spec, spec_lengths)
         z_p = self.flow(z, y_mask)
 
-        aligned_durations, kl_terms = self._align(h, x_mask, z_p, logs_q, y_mask, aux_input or {})
+        aligned_durations, loss_align = self.alignment_prior.align(
+            h, x_mask, z_p, logs_q, y_mask, self.prior_posterior_kl, durations=(aux_input or {}).get("durations")
+        )
+        kl_terms = {"loss_align": loss_align}
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
         kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
         aligned = not switches.use_predicted_durations
@@ -242,28 +245,6 @@ class Naturalspeech(BaseTTSE2E):
             e2e_slice, _ = rand_segments(prior_sample, prior.frame_lengths, self.args.spec_segment_size, True, True)
             outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches))
         return outputs
-
-    def _align(self, h, x_mask, z_p, logs_q, y_mask, aux_input) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Durations from labels or alignment search, and the alignment prior's KL that makes the search learn.
-
-        The alignment prior only scores the posterior for the search: its KL is computed on a detached posterior, so
-        it does not pull the posterior towards itself on top of L_bwd (which would double the KL weight on it).
-        """
-        stats = self.alignment_prior(h) * x_mask
-        align_mean, align_log_std = torch.split(stats, self.args.hidden_channels, dim=1)
-        durations, path = search_durations(z_p, align_mean, align_log_std, x_mask, y_mask)
-        if aux_input.get("durations") is not None:
-            durations = aux_input["durations"]
-        # alignment prior expanded along the path: [B, C, T_text] x [B, T_text, T_feats] -> [B, C, T_feats]
-        frame_mean, frame_log_std = align_mean @ path, align_log_std @ path
-        frame_lengths = y_mask.sum((1, 2)).long()
-        loss_align = self.prior_posterior_kl(
-            sample=FrameGaussians(z_p.detach(), logs_q.detach(), frame_lengths),
-            target=FrameGaussians(frame_mean, frame_log_std, frame_lengths),
-            num_frames=frame_lengths,
-            aligned=True,
-        )
-        return durations, {"loss_align": loss_align}
 
     def _decoder_input(self, z: torch.Tensor, mask: torch.Tensor, switches: StageSwitches) -> torch.Tensor:
         """The memory-bank reading of `z` when the memory VAE is active, else `z` itself."""
@@ -406,7 +387,7 @@ class Naturalspeech(BaseTTSE2E):
         Raises:
             ValueError: No path given or configured, or the checkpoint's phoneme vocabulary differs from the model's.
         """
-        from TTS.tts.layers.naturalspeech.pretraining import load_pretrained_encoder
+        from TTS.tts.layers.naturalspeech.pretraining.model import load_pretrained_encoder
 
         path = path or self.args.pretrained_encoder_path
         if not path:
@@ -417,9 +398,7 @@ class Naturalspeech(BaseTTSE2E):
 
     def on_init_end(self, trainer) -> None:
         """Make the Trainer's checkpoint writes atomic and clear temporaries a killed save left behind."""
-        make_trainer_saves_atomic(trainer)
-        if getattr(trainer.args, "rank", 0) == 0 and trainer.output_path:
-            remove_stale_temporaries(trainer.output_path)
+        protect_checkpoint_saves(trainer)
 
     @torch.no_grad()
     def init_memory_bank(self, data_loader: DataLoader) -> None:
@@ -456,10 +435,10 @@ class Naturalspeech(BaseTTSE2E):
         """One step of optimizer 0 (discriminator) or 1 (generator); the generator pass is cached in between.
 
         A non-finite loss returns an empty loss dict, which makes the Trainer skip backward, optimizer and scheduler
-        steps (see `_skip_non_finite`); non-finite gradients are dropped in `before_gradient_clipping`. Under
-        distributed training the gradients are averaged over ranks as the backward pass ends (`before_backward_pass`).
+        steps; non-finite gradients are dropped in `before_gradient_clipping`. Under distributed training the
+        gradients are averaged over ranks as the backward pass ends (`before_backward_pass`). See `TrainerHooks`.
         """
-        self._optimizer_idx = optimizer_idx
+        self.trainer_hooks.optimizer_idx = optimizer_idx
         if optimizer_idx == 0:
             outputs, loss_dict = self._train_step_discriminator(batch, criterion)
         elif optimizer_idx == 1:
@@ -467,78 +446,20 @@ class Naturalspeech(BaseTTSE2E):
         else:
             msg = f"Unexpected optimizer_idx {optimizer_idx}: NaturalSpeech has two optimizers (0: disc, 1: gen)."
             raise ValueError(msg)
-        return outputs, self._skip_non_finite(loss_dict, optimizer_idx)
-
-    def _skip_non_finite(self, loss_dict: dict, optimizer_idx: int) -> dict:
-        """`loss_dict`, or `{}` (the Trainer then skips the step) when its total loss is not finite on any rank."""
-        if not self.training:
-            return loss_dict
-        finite = torch.isfinite(loss_dict["loss"].detach()).all().float()
-        if is_dist_avail_and_initialized():  # every rank skips together, or DDP's gradient all-reduce would hang
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if bool(finite):
-            loss_dict["num_skipped_steps"] = float(self.num_skipped_steps)
-            return loss_dict
-        bad = [k for k, v in loss_dict.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()]
-        self.num_skipped_steps += 1
-        logger.warning(
-            "Non-finite loss at step %d (optimizer %d, %s): step skipped, weights unchanged (%d skipped so far).",
-            int(self.step),
-            optimizer_idx,
-            ", ".join(bad) or "on another rank",
-            self.num_skipped_steps,
-        )
-        return {}
+        return outputs, self.trainer_hooks.skip_non_finite_loss(loss_dict, training=self.training, step=self.step)
 
     def before_backward_pass(self, loss_dict: dict[str, Any], optimizer: list[torch.optim.Optimizer]) -> None:
-        """Under distributed training, have this backward pass end by averaging the gradients over the ranks.
-
-        The Trainer calls `train_step` on the module inside its `DistributedDataParallel` wrapper, so DDP's own
-        gradient hooks never run (they are armed only by `DDP.forward`): the model averages its gradients itself.
-        Not in `before_gradient_clipping`: with a GradScaler (fp16 mixed precision) the Trainer calls that only when
-        `grad_clip > 0`, and the ranks would drift apart silently. This hook runs before every backward pass, in
-        every precision and clipping setting; the averaging runs as the backward pass ends, as DDP's own does, so
-        before unscaling, clipping, the non-finite check and the optimizer step, and every rank sees the same
-        gradients there.
-        """
-        loss = loss_dict.get("loss")
-        if not (is_dist_avail_and_initialized() and dist.get_world_size() > 1) or not isinstance(loss, torch.Tensor):
-            return
-        if loss.requires_grad:
-            loss.register_hook(self._queue_gradient_averaging)
-
-    def _queue_gradient_averaging(self, grad: torch.Tensor) -> None:
-        # A hook on the loss runs first in its backward pass; a callback queued from inside a backward pass runs
-        # once every gradient of that pass is accumulated (the autograd engine's hook DDP uses for the same purpose).
-        torch.autograd.Variable._execution_engine.queue_callback(self._average_gradients_over_ranks)
-
-    def _average_gradients_over_ranks(self) -> None:
-        params = self._current_gradients()
-        if params:
-            _average_gradients(params)
-
-    def _current_gradients(self) -> list[nn.Parameter]:
-        """The parameters of the optimizer being stepped that have a gradient (the same list on every rank)."""
-        is_disc = self._optimizer_idx == 0
-        return [p for n, p in self.named_parameters() if n.startswith("disc.") == is_disc and p.grad is not None]
+        """Under distributed training, have this backward pass end by averaging the gradients over the ranks."""
+        self.trainer_hooks.arm_gradient_averaging(self, loss_dict)
 
     def before_gradient_clipping(self) -> None:
-        """Drop the gradients if any is non-finite, so the optimizer skips this update (on every rank alike).
+        """Drop the gradients if any is non-finite, so the optimizer skips this update (on every rank alike)."""
+        self.trainer_hooks.drop_non_finite_gradients(self, step=self.step)
 
-        The gradients are already averaged over ranks (`before_backward_pass`), so every rank decides the same.
-        """
-        params = self._current_gradients()
-        if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
-            return
-        for p in params:
-            p.grad = None
-        self.num_skipped_steps += 1
-        logger.warning(
-            "Non-finite gradient at step %d (optimizer %d): update skipped, weights unchanged (%d skipped so far).",
-            int(self.step),
-            self._optimizer_idx,
-            self.num_skipped_steps,
-        )
+    @property
+    def num_skipped_steps(self) -> int:
+        """Training steps skipped so far for a non-finite loss or gradient (also logged with the losses)."""
+        return self.trainer_hooks.num_skipped_steps
 
     def _train_step_discriminator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
         aux_input = {"durations": self._duration_labels(batch)}
@@ -637,7 +558,7 @@ class Naturalspeech(BaseTTSE2E):
             sample_rate=config.audio.sample_rate,
             min_audio_samples=self.args.spec_segment_size * config.audio.hop_length + config.audio.fft_size,
         )
-        _on_rank_zero_first(dataset.preprocess_samples)
+        run_on_rank_zero_first(dataset.preprocess_samples)
         sampler = torch.utils.data.DistributedSampler(dataset) if is_dist_avail_and_initialized() else None
         return DataLoader(
             dataset,
@@ -676,7 +597,7 @@ class Naturalspeech(BaseTTSE2E):
 
     def _create_logs(self, batch: dict, outputs: dict) -> tuple[dict, dict]:
         """Figures and audio for the dashboard from the generator outputs the Trainer merged as `<key>_1`."""
-        from TTS.tts.layers.naturalspeech.plots import plot_training_figures
+        from TTS.tts.layers.naturalspeech.runtime.plots import plot_training_figures
 
         generator_outputs = {k[: -len("_1")]: v for k, v in outputs.items() if k.endswith("_1")}
         figures = plot_training_figures(generator_outputs, self.ap)
@@ -719,7 +640,7 @@ class Naturalspeech(BaseTTSE2E):
             self.eval()
 
     ##########################
-    # ONNX (see TTS/tts/layers/naturalspeech/onnx_export.py)
+    # ONNX (see TTS/tts/layers/naturalspeech/runtime/onnx_export.py)
     ##########################
 
     def export_onnx(
@@ -735,19 +656,19 @@ class Naturalspeech(BaseTTSE2E):
         `quantize=True` makes the HiFi-GAN decoder int8 for faster CPU synthesis, calibrated on `calibration_texts`
         (default: the config's `test_sentences`).
         """
-        from TTS.tts.layers.naturalspeech.onnx_export import export_onnx
+        from TTS.tts.layers.naturalspeech.runtime.onnx_export import export_onnx
 
         export_onnx(self, output_path, quantize=quantize, calibration_texts=calibration_texts, verbose=verbose)
 
     def load_onnx(self, model_path: str, cuda: bool = False) -> None:
         """Open an exported model with ONNX Runtime for :meth:`inference_onnx`."""
-        from TTS.tts.layers.naturalspeech.onnx_export import load_onnx
+        from TTS.tts.layers.naturalspeech.runtime.onnx_export import load_onnx
 
         self.onnx_sess = load_onnx(model_path, cuda=cuda)
 
     def inference_onnx(self, x, x_lengths=None):
         """Synthesize with the ONNX session at the model's noise and length scales: numpy `[B, 1, T_wav]`."""
-        from TTS.tts.layers.naturalspeech.onnx_export import inference_onnx
+        from TTS.tts.layers.naturalspeech.runtime.onnx_export import inference_onnx
 
         return inference_onnx(self.onnx_sess, x, x_lengths, self.noise_scale, self.length_scale)
 
@@ -757,35 +678,6 @@ class Naturalspeech(BaseTTSE2E):
 
 
 NaturalSpeech = Naturalspeech
-
-
-def _average_gradients(params: list[nn.Parameter]) -> None:
-    """All-reduce the gradients of `params` (the same list on every rank) to their mean, in one flat buffer."""
-    grads = [p.grad for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for grad in grads:
-        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-        offset += grad.numel()
-
-
-def _on_rank_zero_first(fn) -> None:
-    """Run `fn` on rank 0, then on the other ranks (just `fn` without distributed training).
-
-    The dataset check phonemizes every sample on every rank through the toolkit's phoneme cache, whose writes are not
-    atomic: ranks checking at the same time write the same files and one can load another's half-written file
-    (`EOFError: No data left in file`). After rank 0 the other ranks only read the cache.
-    """
-    if not is_dist_avail_and_initialized():
-        fn()
-        return
-    if dist.get_rank() == 0:
-        fn()
-    dist.barrier()
-    if dist.get_rank() != 0:
-        fn()
 
 
 def _check_decoder_matches_audio(args, audio) -> None:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from TTS.config import load_config
-from TTS.tts.layers.naturalspeech.checkpoints import CheckpointError
-from TTS.tts.layers.naturalspeech.onnx_export import inference_onnx, load_onnx
+from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError
+from TTS.tts.layers.naturalspeech.runtime.onnx_export import inference_onnx, load_onnx
 from TTS.tts.models.naturalspeech import Naturalspeech
 
 logger = logging.getLogger(__name__)

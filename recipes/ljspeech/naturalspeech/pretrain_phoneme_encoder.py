@@ -31,9 +31,9 @@ from pathlib import Path
 from trainer import Trainer, TrainerArgs
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
-from TTS.tts.layers.naturalspeech.phoneme_corpus import prepare_pretraining_data
-from TTS.tts.layers.naturalspeech.pretraining import MixedPhonemePretraining
-from TTS.tts.layers.naturalspeech.pretraining_config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.corpus import prepare_pretraining_data
+from TTS.tts.layers.naturalspeech.pretraining.model import MixedPhonemePretraining
 
 RECIPE_DIR = Path(__file__).resolve().parent
 DEFAULT_CORPUS = (

@@ -30,8 +30,8 @@ def make_cpu_config(
     total_steps = epochs * steps_per_epoch
     model_args = NaturalspeechArgs(
         hidden_channels=64,
-        hidden_channels_ffn_text_encoder=128,
-        num_layers_text_encoder=2,
+        hidden_channels_ffn_phoneme_encoder=128,
+        num_layers_phoneme_encoder=2,
         hidden_channels_durator=64,
         num_layers_posterior_encoder=4,
         num_flows=2,

@@ -2,9 +2,9 @@
 
 NaturalSpeech's warm-up (paper, Section 3.5) needs durations before the durator can predict them. Instead of labels
 from a separately trained aligner or VITS model (brittle: a length mismatch crashes the collate), the model scores
-the posterior latents under a phoneme-level Gaussian and finds the most likely monotonic path, as VITS does. The
-`monotonic_alignment_search` package does the search; this module builds its score matrix and reads optional
-external labels with clear errors.
+the posterior latents under a phoneme-level Gaussian (`AlignmentPrior`) and finds the most likely monotonic path, as
+VITS does. The `monotonic_alignment_search` package does the search; this module builds its score matrix, trains the
+phoneme-level Gaussians to score well, and reads optional external labels with clear errors.
 """
 
 import logging
@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from monotonic_alignment_search import maximum_path
+from torch import nn
 
 from TTS.tts.layers.naturalspeech.gaussian_kl import gaussian_kl_matrix
+from TTS.tts.layers.naturalspeech.losses import FrameGaussians, PriorPosteriorKL
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,69 @@ def search_durations(
     pair_mask = x_mask.transpose(1, 2) * y_mask  # [B, T_text, 1] * [B, 1, T_feats]
     path = maximum_path(log_likelihood, pair_mask)
     return path.sum(2), path
+
+
+class AlignmentPrior(nn.Conv1d):
+    """The phoneme-level Gaussians alignment search scores the posterior under: a 1x1 conv of the phoneme states.
+
+    The NaturalSpeech prior is frame-level, so it cannot score a token-to-frame search itself. This is the
+    `nn.Conv1d` itself, not a wrapper around one, so its weights keep the state-dict keys `alignment_prior.weight`
+    and `alignment_prior.bias` of existing checkpoints.
+
+    Args:
+        channels: Channels of the phoneme hidden states and of the latents.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, 2 * channels, 1)
+
+    def align(
+        self,
+        h: torch.Tensor,
+        x_mask: torch.Tensor,
+        z_p: torch.Tensor,
+        logs_q: torch.Tensor,
+        y_mask: torch.Tensor,
+        kl: PriorPosteriorKL,
+        durations: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Durations from alignment search (or `durations`), and the KL that makes the search learn.
+
+        The KL only trains these Gaussians to score the posterior: it reads a detached posterior, so it does not
+        pull the posterior towards them on top of L_bwd (which would double the KL weight on the posterior).
+
+        Args:
+            h: Phoneme hidden states.
+            x_mask: Token mask.
+            z_p: Posterior latents mapped to the prior space by the flow.
+            logs_q: Posterior log-std.
+            y_mask: Frame mask.
+            kl: The model's prior/posterior KL, used frame-aligned along the searched path.
+            durations: Durations to return instead of the searched ones (external labels); the KL still follows
+                the searched path.
+
+        Returns:
+            Durations in frames and the unweighted alignment KL `loss_align`.
+
+        Shapes:
+            - h: :math:`[B, C, T_text]`
+            - x_mask: :math:`[B, 1, T_text]`
+            - z_p, logs_q: :math:`[B, C, T_feats]`
+            - y_mask: :math:`[B, 1, T_feats]`
+            - durations: :math:`[B, T_text]`
+        """
+        mean, log_std = torch.split(self(h) * x_mask, self.in_channels, dim=1)
+        searched, path = search_durations(z_p, mean, log_std, x_mask, y_mask)
+        # the Gaussians expanded along the path: [B, C, T_text] x [B, T_text, T_feats] -> [B, C, T_feats]
+        frame_mean, frame_log_std = mean @ path, log_std @ path
+        frame_lengths = y_mask.sum((1, 2)).long()
+        loss_align = kl(
+            sample=FrameGaussians(z_p.detach(), logs_q.detach(), frame_lengths),
+            target=FrameGaussians(frame_mean, frame_log_std, frame_lengths),
+            num_frames=frame_lengths,
+            aligned=True,
+        )
+        return (searched if durations is None else durations), loss_align
 
 
 def load_duration_labels(

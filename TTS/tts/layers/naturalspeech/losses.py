@@ -143,7 +143,7 @@ class NaturalspeechGeneratorLoss(nn.Module):
             "loss_kl_bwd": config.kl_bwd_loss_alpha,
             "loss_kl_fwd": config.kl_fwd_loss_alpha,
             "loss_align": config.align_loss_alpha,
-            "loss_duration": config.dur_loss_alpha,
+            "loss_duration": config.duration_loss_alpha,
         }
 
     def forward(

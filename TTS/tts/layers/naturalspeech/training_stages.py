@@ -57,7 +57,7 @@ def switches_at(step: int, config: Coqpit) -> StageSwitches:
         stage=stage,
         use_memory_bank=after_warmup and args.use_memory_bank,
         use_forward_kl=after_warmup and args.use_forward_kl,
-        use_predicted_durations=after_warmup and args.use_soft_dtw,
+        use_predicted_durations=after_warmup and args.use_predicted_durations,
         use_e2e=stage is TrainingStage.TUNING or (stage is TrainingStage.MAIN and config.e2e_in_main_stage),
     )
 

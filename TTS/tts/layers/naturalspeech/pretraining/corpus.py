@@ -29,7 +29,7 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from TTS.tts.layers.naturalspeech.pretraining_config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.config import MixedPhonemePretrainingConfig
 from TTS.tts.utils.text.tokenizer import TTSTokenizer
 
 logger = logging.getLogger(__name__)

@@ -6,24 +6,26 @@ from the NaturalSpeech config that will load the pre-trained encoder.
 """
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from TTS.config.shared_configs import BaseTrainingConfig
-from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
+from TTS.tts.configs.naturalspeech_config import RENAMED_ENCODER_FIELDS, NaturalspeechConfig, RejectsRenamedFields
 from TTS.tts.configs.shared_configs import CharactersConfig
 
 _TEXT_FIELDS = ("text_cleaner", "use_phonemes", "phonemizer", "phoneme_language", "add_blank", "enable_eos_bos_chars")
+# the phoneme encoder's shape: the same names in `NaturalspeechArgs`
 ENCODER_FIELDS = (
     "hidden_channels",
-    "hidden_channels_ffn_text_encoder",
-    "num_heads_text_encoder",
-    "num_layers_text_encoder",
-    "kernel_size_text_encoder",
-    "dropout_p_text_encoder",
+    "hidden_channels_ffn_phoneme_encoder",
+    "num_heads_phoneme_encoder",
+    "num_layers_phoneme_encoder",
+    "kernel_size_phoneme_encoder",
+    "dropout_p_phoneme_encoder",
 )
 
 
 @dataclass
-class MixedPhonemePretrainingConfig(BaseTrainingConfig):
+class MixedPhonemePretrainingConfig(RejectsRenamedFields, BaseTrainingConfig):
     """Mixed-phoneme masked-LM pre-training of the phoneme encoder.
 
     Args:
@@ -74,15 +76,15 @@ class MixedPhonemePretrainingConfig(BaseTrainingConfig):
             the rest stays unchanged. Defaults to 0.1.
         hidden_channels (int):
             Channels of the encoder, as `NaturalspeechArgs.hidden_channels`. Defaults to 192.
-        hidden_channels_ffn_text_encoder (int):
+        hidden_channels_ffn_phoneme_encoder (int):
             Channels of the encoder's feed-forward layers. Defaults to 768.
-        num_heads_text_encoder (int):
+        num_heads_phoneme_encoder (int):
             Attention heads of the encoder. Defaults to 2.
-        num_layers_text_encoder (int):
+        num_layers_phoneme_encoder (int):
             Transformer blocks of the encoder. Defaults to 6.
-        kernel_size_text_encoder (int):
+        kernel_size_phoneme_encoder (int):
             Kernel size of the encoder's feed-forward convolutions. Defaults to 3.
-        dropout_p_text_encoder (float):
+        dropout_p_phoneme_encoder (float):
             Dropout of the encoder. Defaults to 0.1.
         phoneme_loss_alpha (float):
             Weight of the masked phoneme cross-entropy. Defaults to 1.0.
@@ -143,11 +145,11 @@ class MixedPhonemePretrainingConfig(BaseTrainingConfig):
 
     # encoder (same names as NaturalspeechArgs)
     hidden_channels: int = 192
-    hidden_channels_ffn_text_encoder: int = 768
-    num_heads_text_encoder: int = 2
-    num_layers_text_encoder: int = 6
-    kernel_size_text_encoder: int = 3
-    dropout_p_text_encoder: float = 0.1
+    hidden_channels_ffn_phoneme_encoder: int = 768
+    num_heads_phoneme_encoder: int = 2
+    num_layers_phoneme_encoder: int = 6
+    kernel_size_phoneme_encoder: int = 3
+    dropout_p_phoneme_encoder: float = 0.1
 
     # losses
     phoneme_loss_alpha: float = 1.0
@@ -165,6 +167,8 @@ class MixedPhonemePretrainingConfig(BaseTrainingConfig):
     eval_batch_size: int = 32
     epochs: int = 300
     eval_mask_seed: int = 1234
+
+    renamed_fields: ClassVar[dict[str, str]] = RENAMED_ENCODER_FIELDS
 
     @classmethod
     def from_naturalspeech_config(cls, tts_config: NaturalspeechConfig, **overrides) -> "MixedPhonemePretrainingConfig":

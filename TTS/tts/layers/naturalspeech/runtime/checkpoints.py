@@ -1,4 +1,4 @@
-"""Safe checkpoint loading and atomic checkpoint saving for NaturalSpeech training runs.
+"""Safe checkpoint loading for NaturalSpeech models and training runs.
 
 - `load_checkpoint_state` reads a checkpoint with `torch.load(..., weights_only=True)`: tensors, containers and plain
   Python values load; a pickle that asks to import or call anything (the `__reduce__` payload of a crafted file)
@@ -8,27 +8,19 @@
   not a checkpoint, with what its first bytes look like.
 - `check_state_dict` compares a state dict with a model before `load_state_dict`, so a checkpoint of another model or
   another size fails with the names of the first missing/unexpected/mismatched keys, not a stack of shape errors.
-- `make_trainer_saves_atomic` makes a Trainer write every checkpoint to a temporary file in the run folder, fsync it
-  and rename it over the final name: a run killed during a save leaves the previous checkpoints intact and at most
-  a `*.pth.tmp-<pid>` file that `--continue_path` ignores (it globs `*.pth`).
+
+Atomic checkpoint saving patches the Trainer, so it lives with the other Trainer hooks in `trainer_hooks.py`.
 """
 
-import contextlib
-import logging
 import os
 import pickle
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-logger = logging.getLogger(__name__)
-
-_TMP_MARK = ".tmp-"
 _SHOWN_KEYS = 5
 _HEAD_BYTES = 64  # enough to recognise a zip archive, a pickle, an HTML page or a Git LFS pointer
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
@@ -41,7 +33,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded safely or does not fit the model."""
 
 
-def _is_local(path: str | os.PathLike) -> bool:
+def is_local_path(path: str | os.PathLike) -> bool:
+    """Whether `path` is a local file rather than an fsspec URL (`s3://...`)."""
     scheme = urlparse(str(path)).scheme
     return not scheme or scheme == "file" or len(scheme) == 1  # `C:` drive letters
 
@@ -66,7 +59,7 @@ def load_checkpoint_state(path: str | os.PathLike, map_location: Any = "cpu", *,
 
 
 def _weights_only_load(path: str | os.PathLike, map_location: Any, cache: bool) -> Any:
-    if _is_local(path):
+    if is_local_path(path):
         with open(path, "rb") as f:
             return torch.load(f, map_location=map_location, weights_only=True)
     from trainer.io import _WEIGHTS_ONLY, load_fsspec
@@ -98,7 +91,7 @@ def _load_error(path: str | os.PathLike, error: Exception) -> CheckpointError:
 def _read_head(path: str | os.PathLike) -> bytes | None:
     """The first bytes of a local or fsspec file, or None when it cannot be opened."""
     try:
-        if _is_local(path):
+        if is_local_path(path):
             with open(path, "rb") as f:
                 return f.read(_HEAD_BYTES)
         import fsspec
@@ -190,75 +183,3 @@ def check_state_dict(model: nn.Module, state: dict[str, Any], *, strict: bool = 
         )
         msg = f"{hint}{' ' + str(source) if source else ''}: " + "; ".join(problems) + "."
         raise CheckpointError(msg)
-
-
-def atomic_torch_save(state: Any, path: str | os.PathLike, **kwargs: Any) -> None:
-    """`torch.save` to a temporary file in the same folder, fsync, then rename over `path` (atomic on POSIX)."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f, **kwargs)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-@contextlib.contextmanager
-def atomic_trainer_io() -> Iterator[None]:
-    """Within the block, `trainer.io` writes local checkpoints through `atomic_torch_save`."""
-    import trainer.io as trainer_io
-
-    original = trainer_io.save_fsspec
-
-    def save_fsspec(state: Any, path: str | os.PathLike, **kwargs: Any) -> None:
-        if _is_local(path):
-            atomic_torch_save(state, path, **kwargs)
-        else:
-            original(state, path, **kwargs)
-
-    trainer_io.save_fsspec = save_fsspec
-    try:
-        yield
-    finally:
-        trainer_io.save_fsspec = original
-
-
-def make_trainer_saves_atomic(trainer: Any) -> None:
-    """Wrap this Trainer's `save_checkpoint`/`save_best_model` so their files appear atomically.
-
-    Only this Trainer instance changes (instance attributes shadow the methods); `trainer.io.save_fsspec` is swapped
-    for the duration of each save and restored afterwards. Calling it twice is harmless.
-    """
-    for name in ("save_checkpoint", "save_best_model"):
-        method = getattr(trainer, name)
-        if getattr(method, "_naturalspeech_atomic", False):
-            continue
-
-        def wrapped(*args: Any, _method=method, **kwargs: Any) -> Any:
-            with atomic_trainer_io():
-                return _method(*args, **kwargs)
-
-        wrapped._naturalspeech_atomic = True
-        setattr(trainer, name, wrapped)
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete `*.pth.tmp-*` files a killed save left in `folder`; returns the removed paths."""
-    removed = []
-    for tmp in Path(folder).glob(f"*.pth{_TMP_MARK}*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed.append(tmp)
-    if removed:
-        logger.warning("Removed %d unfinished checkpoint file(s) of a killed save: %s", len(removed), removed)
-    return removed

@@ -23,9 +23,9 @@ from trainer.logging import BaseDashboardLogger
 from trainer.model import TrainerModel
 from trainer.trainer_utils import get_optimizer, get_scheduler
 
-from TTS.tts.layers.naturalspeech.phoneme_corpus import PhonemeMLMDataset, SupPhonemeTokenizer
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
-from TTS.tts.layers.naturalspeech.pretraining_config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.config import MixedPhonemePretrainingConfig
+from TTS.tts.layers.naturalspeech.pretraining.corpus import PhonemeMLMDataset, SupPhonemeTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +185,11 @@ class MixedPhonemePretraining(TrainerModel):
         self.encoder = PhonemeEncoder(
             num_chars=num_phonemes,
             hidden_channels=channels,
-            hidden_channels_ffn=config.hidden_channels_ffn_text_encoder,
-            num_heads=config.num_heads_text_encoder,
-            num_layers=config.num_layers_text_encoder,
-            kernel_size=config.kernel_size_text_encoder,
-            dropout_p=config.dropout_p_text_encoder,
+            hidden_channels_ffn=config.hidden_channels_ffn_phoneme_encoder,
+            num_heads=config.num_heads_phoneme_encoder,
+            num_layers=config.num_layers_phoneme_encoder,
+            kernel_size=config.kernel_size_phoneme_encoder,
+            dropout_p=config.dropout_p_phoneme_encoder,
         )
         self.sup_phoneme_emb = nn.Embedding(
             sup_phonemes.num_sup_phonemes, channels, padding_idx=sup_phonemes.pad_sup_id

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from TTS.tts.layers.naturalspeech.onnx_quantization import quantize_decoder
+from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
 from TTS.tts.utils.helpers import sequence_mask
 
 logger = logging.getLogger(__name__)
