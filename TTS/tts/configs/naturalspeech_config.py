@@ -88,6 +88,14 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
             Checkpoint of a mixed-phoneme pre-training run whose encoder initialises the phoneme encoder. `None`
             trains the encoder from scratch (the "no pre-training" ablation). Read only when the Trainer starts a
             run from scratch: not when it resumes or restores a checkpoint, and not for synthesis. Defaults to None.
+        use_sup_phonemes (bool):
+            Feed the phoneme encoder the sup-phoneme of each phoneme as well, as in pre-training (paper, Section
+            3.1): when `pretrained_encoder_path` is loaded and the checkpoint carries a sup-phoneme BPE, the encoder
+            adds the pre-trained sup-phoneme embedding to the phoneme embedding, and the BPE and the embedding are
+            saved with the model's checkpoints (synthesis needs no pre-training file). False, no pre-trained
+            encoder, or an older pre-training checkpoint without a BPE (a warning) gives the phoneme-only encoder.
+            A TTS checkpoint trained with sup-phonemes always loads with them: its weights expect them.
+            Defaults to True.
         use_learnable_upsampling (bool):
             Expand phoneme states to frames with the learnable upsampling layer of the differentiable durator. False
             uses hard length regulation (the "no differentiable durator" ablation). Defaults to True.
@@ -225,6 +233,7 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
     kernel_size_phoneme_encoder: int = 3
     dropout_p_phoneme_encoder: float = 0.1
     pretrained_encoder_path: str | None = None
+    use_sup_phonemes: bool = True
 
     # differentiable durator
     use_learnable_upsampling: bool = True

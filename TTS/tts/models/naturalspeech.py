@@ -61,7 +61,9 @@ class Naturalspeech(BaseTTSE2E):
         phonemes -> phoneme encoder -> durator -> p(z'|y) <- L_bwd/L_fwd -> f^-1(z') -> memory attention -> HiFi-GAN
 
     Inference: phonemes -> phoneme encoder -> durator (predicted durations) -> z' ~ p(z'|y) -> f^-1 -> memory
-    attention -> HiFi-GAN -> waveform. The posterior encoder is used only in training.
+    attention -> HiFi-GAN -> waveform. The posterior encoder is used only in training. With a pre-trained encoder
+    whose checkpoint carries sup-phonemes (`use_sup_phonemes`), the phoneme encoder also reads the sup-phoneme of
+    each phoneme, as in pre-training (`encode_phonemes`).
 
     Every component of the paper's ablation study has a switch in `NaturalspeechArgs`; the training stage (warm-up,
     main, tuning) follows from the global step and `NaturalspeechConfig.warmup_steps`/`tuning_start_step`.
@@ -91,6 +93,9 @@ class Naturalspeech(BaseTTSE2E):
         self.length_scale = args.length_scale
         # gradient averaging over ranks and the non-finite step guard (plain state, not in the state dict)
         self.trainer_hooks = TrainerHooks(discriminator_prefix="disc.")
+        # the generator optimizer while the Trainer sets up (`on_init_start` to `on_init_end`): parameters created
+        # then (the sup-phoneme input, from the pre-training or a restored checkpoint) join it
+        self._setup_optimizer: torch.optim.Optimizer | None = None
         # `pretrained_encoder_path` is read when a training run starts (`on_init_start`), not here: synthesis builds
         # the model too, and a published run must load without the pre-training checkpoint.
 
@@ -150,6 +155,11 @@ class Naturalspeech(BaseTTSE2E):
             args.soft_dtw_bandwidth,
             args.soft_dtw_backend,
         )
+        # The sup-phoneme input of the phoneme encoder (`SupPhonemeEmbedding`) comes from trained state only: the
+        # pre-training checkpoint (`load_pretrained_encoder`) or a TTS checkpoint (`load_state_dict`). Its slot is
+        # registered last, so its parameters come last in the generator optimizer whether they exist when the
+        # optimizer is built or are appended to it later (`_set_sup_phonemes`): a resumed optimizer state fits.
+        self.add_module("sup_phonemes", None)
 
     @property
     def switches(self) -> StageSwitches:
@@ -198,7 +208,7 @@ class Naturalspeech(BaseTTSE2E):
             - kl_terms: dict of unweighted KL and duration losses of this stage
         """
         switches = self.switches
-        h, x_mask = self.phoneme_encoder(tokens, token_lengths)
+        h, x_mask = self.encode_phonemes(tokens, token_lengths)
         z, m_q, logs_q, y_mask = self.posterior_encoder(spec, spec_lengths)
         z_p = self.flow(z, y_mask)
 
@@ -246,6 +256,21 @@ class Naturalspeech(BaseTTSE2E):
             outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches))
         return outputs
 
+    def encode_phonemes(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phoneme encoder over the phoneme ids, plus their sup-phonemes when the model has the sup-phoneme input.
+
+        The sup-phoneme ids are computed here from the phoneme ids, in training and synthesis alike, so both always
+        segment with the BPE stored in the model.
+
+        Shapes:
+            - tokens: :math:`[B, T_text]`
+            - token_lengths: :math:`[B]`
+            - h: :math:`[B, C, T_text]`
+            - x_mask: :math:`[B, 1, T_text]`
+        """
+        extra = None if self.sup_phonemes is None else self.sup_phonemes(tokens, token_lengths)
+        return self.phoneme_encoder(tokens, token_lengths, extra_embedding=extra)
+
     def _decoder_input(self, z: torch.Tensor, mask: torch.Tensor, switches: StageSwitches) -> torch.Tensor:
         """The memory-bank reading of `z` when the memory VAE is active, else `z` itself."""
         if switches.use_memory_bank and self.memory_bank is not None:
@@ -285,7 +310,7 @@ class Naturalspeech(BaseTTSE2E):
             raise ValueError(msg)
         noise_scale = aux_input.get("noise_scale", self.noise_scale)
         length_scale = aux_input.get("length_scale", self.length_scale)
-        h, x_mask = self.phoneme_encoder(x, x_lengths)
+        h, x_mask = self.encode_phonemes(x, x_lengths)
         prior = self.durator(
             h,
             x_mask,
@@ -375,6 +400,9 @@ class Naturalspeech(BaseTTSE2E):
         already trained (`step` > 0), keeps its own encoder and never reads the file.
         """
         super().on_init_start(trainer)
+        # The optimizers exist already: the sup-phoneme input, created by the pre-trained encoder below or by the
+        # checkpoint the Trainer restores next, joins the generator's (the restored optimizer state expects it).
+        self._setup_optimizer = trainer.optimizer[1]
         restoring = bool(getattr(trainer.args, "restore_path", None))
         if self.args.pretrained_encoder_path and not restoring and int(self.step) == 0:
             self.load_pretrained_encoder()
@@ -382,22 +410,87 @@ class Naturalspeech(BaseTTSE2E):
     def load_pretrained_encoder(self, path: str | None = None) -> None:
         """Load the encoder of a mixed-phoneme pre-training checkpoint (default: `pretrained_encoder_path`).
 
-        The Trainer path calls it from `on_init_start`; call it yourself before a training loop of your own.
+        With `use_sup_phonemes`, the checkpoint's sup-phoneme BPE and embedding become the encoder's sup-phoneme
+        input (`sup_phonemes`), saved with the model from then on. The Trainer path calls this from `on_init_start`
+        and adds the new parameters to its optimizer; call it yourself before building the optimizers of a training
+        loop of your own.
 
         Raises:
             ValueError: No path given or configured, or the checkpoint's phoneme vocabulary differs from the model's.
         """
         from TTS.tts.layers.naturalspeech.pretraining.model import load_pretrained_encoder
+        from TTS.tts.layers.naturalspeech.pretraining.sup_phoneme_embedding import SupPhonemeEmbedding
 
         path = path or self.args.pretrained_encoder_path
         if not path:
             msg = "load_pretrained_encoder: no path given and model_args.pretrained_encoder_path is not set."
             raise ValueError(msg)
-        load_pretrained_encoder(self.phoneme_encoder, path, self.tokenizer.characters.vocab)
+        pretrained = load_pretrained_encoder(self.phoneme_encoder, path, self.tokenizer.characters.vocab)
         logger.info("Phoneme encoder initialised from %s", path)
+        if not self.args.use_sup_phonemes:
+            return
+        if pretrained is None:
+            logger.warning(
+                "%s carries no sup-phoneme BPE (written before pre-training stored it): sup-phonemes are unavailable, "
+                "the phoneme encoder reads phonemes only. `add_sup_phonemes_to_checkpoint` in "
+                "TTS/tts/layers/naturalspeech/pretraining/model.py adds the run's BPE file to the checkpoint.",
+                path,
+            )
+            return
+        self._set_sup_phonemes(SupPhonemeEmbedding(pretrained.tokenizer, pretrained.embedding))
+        logger.info("Sup-phoneme input initialised from %s (%d sup-phonemes)", path, pretrained.embedding.size(0))
+
+    def _set_sup_phonemes(self, module: nn.Module | None) -> None:
+        """Install (or remove) the sup-phoneme input on the model's device, and in the optimizer being set up."""
+        old = self.sup_phonemes
+        if module is not None:
+            module = module.to(next(self.phoneme_encoder.parameters()).device)
+        self.sup_phonemes = module
+        if self._setup_optimizer is None:
+            return
+        group = self._setup_optimizer.param_groups[0]
+        stale = {id(p) for p in old.parameters()} if old is not None else set()
+        group["params"] = [p for p in group["params"] if id(p) not in stale]
+        group["params"].extend(module.parameters() if module is not None else [])
+
+    def _match_sup_phonemes(self, state: dict[str, Any], strict: bool) -> None:
+        """Give the model the sup-phoneme input `state` has: built from its stored BPE, or none.
+
+        The state, not the config, decides: a TTS checkpoint's weights were trained with (or without) it.
+
+        Raises:
+            ValueError: The stored BPE was learned over another phoneme vocabulary than the model's tokenizer's.
+        """
+        from TTS.tts.layers.naturalspeech.pretraining.model import vocabulary_mismatch
+        from TTS.tts.layers.naturalspeech.pretraining.sup_phoneme_embedding import SupPhonemeEmbedding
+
+        key = "sup_phonemes.bpe"
+        if key not in state:
+            if strict and self.sup_phonemes is not None:
+                self._set_sup_phonemes(None)
+            return
+        current = self.sup_phonemes
+        if current is not None and torch.equal(current.bpe.cpu(), state[key].cpu()):
+            return
+        module = SupPhonemeEmbedding.from_state_dict(state, prefix="sup_phonemes.")
+        if self.tokenizer is not None:
+            difference = vocabulary_mismatch(module.vocabulary, self.tokenizer.characters.vocab)
+            if difference:
+                msg = f"The checkpoint's sup-phoneme BPE is over another phoneme vocabulary: {difference}."
+                raise ValueError(msg)
+        self._set_sup_phonemes(module)
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """`nn.Module.load_state_dict`, after giving the model the sup-phoneme input of `state_dict` (or none).
+
+        The Trainer restores checkpoints (`--continue_path`, `--restore_path`) through this.
+        """
+        self._match_sup_phonemes(state_dict, strict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def on_init_end(self, trainer) -> None:
         """Make the Trainer's checkpoint writes atomic and clear temporaries a killed save left behind."""
+        self._setup_optimizer = None
         protect_checkpoint_saves(trainer)
 
     @torch.no_grad()
@@ -627,13 +720,15 @@ class Naturalspeech(BaseTTSE2E):
         """Load model weights (and the training stage state) from a Trainer checkpoint or a bare state dict.
 
         Loading is weights-only (no code in the file runs); a checkpoint of another model or size raises a
-        `CheckpointError` naming the first missing/unexpected/mismatched keys.
+        `CheckpointError` naming the first missing/unexpected/mismatched keys. A checkpoint trained with sup-phonemes
+        carries their BPE and embedding: the model rebuilds its sup-phoneme input from them (no pre-training file).
         """
         state = load_checkpoint_state(checkpoint_path, map_location="cpu", cache=cache)
         model_state = state["model"] if isinstance(state.get("model"), dict) else state
         if eval or self.disc is None:
             model_state = {k: v for k, v in model_state.items() if not k.startswith("disc.")}
             self.disc = None
+        self._match_sup_phonemes(model_state, strict)  # before the check: the sup-phoneme input is in the state
         check_state_dict(self, model_state, strict=strict, source=str(checkpoint_path))
         self.load_state_dict(model_state, strict=strict)
         if eval:
@@ -654,7 +749,8 @@ class Naturalspeech(BaseTTSE2E):
         """Export the inference path (no discriminator) to ONNX; this model is left unchanged.
 
         `quantize=True` makes the HiFi-GAN decoder int8 for faster CPU synthesis, calibrated on `calibration_texts`
-        (default: the config's `test_sentences`).
+        (default: the config's `test_sentences`). With the sup-phoneme input, the graph takes the sup-phoneme ids as
+        a fourth input, `sup_ids`, and stores the BPE in its metadata (see `runtime/onnx_export.py`).
         """
         from TTS.tts.layers.naturalspeech.runtime.onnx_export import export_onnx
 
@@ -667,7 +763,10 @@ class Naturalspeech(BaseTTSE2E):
         self.onnx_sess = load_onnx(model_path, cuda=cuda)
 
     def inference_onnx(self, x, x_lengths=None):
-        """Synthesize with the ONNX session at the model's noise and length scales: numpy `[B, 1, T_wav]`."""
+        """Synthesize with the ONNX session at the model's noise and length scales: numpy `[B, 1, T_wav]`.
+
+        The sup-phoneme ids of a graph that takes them are computed from the BPE in the ONNX file.
+        """
         from TTS.tts.layers.naturalspeech.runtime.onnx_export import inference_onnx
 
         return inference_onnx(self.onnx_sess, x, x_lengths, self.noise_scale, self.length_scale)

@@ -21,6 +21,9 @@ Point a NaturalSpeech run at the result through its model arguments::
 
     NaturalspeechArgs(pretrained_encoder_path="<run folder>/best_model.pth")
 
+Every checkpoint carries the sup-phoneme BPE (the `sup_phoneme_bpe` buffer) next to the sup-phoneme embedding, so
+the NaturalSpeech encoder reads sup-phonemes too (`use_sup_phonemes`) and no BPE file has to travel with it.
+
 The encoder shape below must match the NaturalSpeech model (the defaults of both configs do).
 """
 

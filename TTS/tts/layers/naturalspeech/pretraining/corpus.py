@@ -216,19 +216,37 @@ class SupPhonemeTokenizer:
         logger.info("Learned %d sup-phonemes (asked for %d).", bpe.get_vocab_size(), vocab_size)
         return cls(bpe, vocabulary, specials)
 
-    def save(self, path: str | Path) -> None:
-        """Write the BPE model and the phoneme vocabulary as one JSON file."""
+    def to_json(self) -> str:
+        """The BPE model and the phoneme vocabulary as one JSON document."""
         data = {
             "vocabulary": self.vocabulary,
             "special_ids": sorted(self.special_phoneme_ids),
             "bpe": json.loads(self.bpe.to_str()),
         }
-        Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SupPhonemeTokenizer":
+        """The tokenizer of a `to_json` document."""
+        data = json.loads(text)
+        return cls(Tokenizer.from_str(json.dumps(data["bpe"])), data["vocabulary"], data["special_ids"])
+
+    def to_tensor(self) -> torch.Tensor:
+        """`to_json` as UTF-8 bytes in a uint8 tensor: a buffer, so every checkpoint of the model carries it."""
+        return torch.frombuffer(bytearray(self.to_json().encode("utf-8")), dtype=torch.uint8)
+
+    @classmethod
+    def from_tensor(cls, data: torch.Tensor) -> "SupPhonemeTokenizer":
+        """The tokenizer of a `to_tensor` buffer."""
+        return cls.from_json(data.detach().cpu().numpy().tobytes().decode("utf-8"))
+
+    def save(self, path: str | Path) -> None:
+        """Write the BPE model and the phoneme vocabulary as one JSON file."""
+        Path(path).write_text(self.to_json(), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "SupPhonemeTokenizer":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(Tokenizer.from_str(json.dumps(data["bpe"])), data["vocabulary"], data["special_ids"])
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
     def segment(self, phoneme_ids: Sequence[int]) -> tuple[list[int], list[int]]:
         """Split a blank-free phoneme sequence into sup-phonemes.

@@ -3,7 +3,10 @@
 The encoder reads phonemes plus the embedding of the sup-phoneme (a BPE merge of phonemes) each phoneme belongs
 to. 15% of the sup-phoneme spans are selected; all tokens of a selected span are replaced by `[MASK]` (or random
 tokens, or kept, 80/10/10 as in BERT), and two heads predict the original phonemes and sup-phonemes there. Only the
-encoder is kept afterwards: `load_pretrained_encoder` loads it into NaturalSpeech's `PhonemeEncoder`.
+encoder, the sup-phoneme embedding and the BPE are kept afterwards: `load_pretrained_encoder` loads the encoder into
+NaturalSpeech's `PhonemeEncoder` and returns the other two, which NaturalSpeech keeps as the encoder's sup-phoneme
+input (`sup_phoneme_embedding.py`). The BPE travels in the checkpoint as the uint8 buffer `sup_phoneme_bpe` (the
+tokenizer's JSON); checkpoints written before it was added load with the encoder only.
 
 The phoneme vocabulary has no mask symbol, and the NaturalSpeech encoder must load the pre-trained embedding table
 unchanged, so the phoneme `[MASK]` is the pad id: the pad row of the embedding is never seen otherwise, because the
@@ -195,6 +198,8 @@ class MixedPhonemePretraining(TrainerModel):
             sup_phonemes.num_sup_phonemes, channels, padding_idx=sup_phonemes.pad_sup_id
         )
         nn.init.normal_(self.sup_phoneme_emb.weight, 0.0, channels**-0.5)
+        # the merges that index `sup_phoneme_emb`, in the state dict: a checkpoint is usable without the BPE file
+        self.register_buffer("sup_phoneme_bpe", sup_phonemes.to_tensor())
         self.phoneme_head = _PredictionHead(channels, num_phonemes)
         self.sup_phoneme_head = _PredictionHead(channels, sup_phonemes.num_sup_phonemes)
         phoneme_ids = [i for i in range(num_phonemes) if i not in sup_phonemes.special_phoneme_ids]
@@ -208,6 +213,15 @@ class MixedPhonemePretraining(TrainerModel):
             phoneme_ids=phoneme_ids,
             num_sup_phonemes=sup_phonemes.num_sup_phonemes,
         )
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """`nn.Module.load_state_dict`; a checkpoint written before the BPE was stored in it keeps this run's BPE.
+
+        A resumed run rebuilds its BPE from the same cached file, so the old checkpoint's embedding still fits it.
+        """
+        if "sup_phoneme_bpe" not in state_dict:
+            state_dict = {**state_dict, "sup_phoneme_bpe": self.sup_phoneme_bpe}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(
         self, tokens: torch.Tensor, token_lengths: torch.Tensor, sup_ids: torch.Tensor
@@ -321,13 +335,31 @@ def vocabulary_mismatch(pretrained: list[str], vocabulary: list[str]) -> str | N
     return "; ".join(p for p in parts if p)
 
 
-def load_pretrained_encoder(encoder: PhonemeEncoder, checkpoint_path: str, vocabulary: list[str]) -> None:
-    """Initialise `encoder` from a mixed-phoneme pre-training checkpoint (the `encoder.*` weights only).
+class PretrainedSupPhonemes(NamedTuple):
+    """The sup-phoneme half of a pre-training checkpoint: what the TTS encoder needs to read sup-phonemes too.
+
+    Attributes:
+        tokenizer: The BPE of the pre-training run.
+        embedding: The trained sup-phoneme embedding table, `[V_sup, C]`.
+    """
+
+    tokenizer: SupPhonemeTokenizer
+    embedding: torch.Tensor
+
+
+def load_pretrained_encoder(
+    encoder: PhonemeEncoder, checkpoint_path: str, vocabulary: list[str]
+) -> PretrainedSupPhonemes | None:
+    """Initialise `encoder` from a mixed-phoneme pre-training checkpoint (the `encoder.*` weights).
 
     Args:
         encoder: The NaturalSpeech phoneme encoder, built with the pre-training's encoder shape.
         checkpoint_path: A checkpoint written by `trainer.Trainer` for `MixedPhonemePretraining` (local or fsspec).
         vocabulary: The NaturalSpeech tokenizer's `tokenizer.characters.vocab`.
+
+    Returns:
+        The checkpoint's sup-phoneme BPE and embedding table, or None for a checkpoint written before the BPE was
+        stored in it (it holds no sup-phonemes; `add_sup_phonemes_to_checkpoint` can add them).
 
     Raises:
         ValueError: The checkpoint has no phoneme vocabulary, or it differs from `vocabulary` (the message names
@@ -336,6 +368,18 @@ def load_pretrained_encoder(encoder: PhonemeEncoder, checkpoint_path: str, vocab
     """
     with fsspec.open(checkpoint_path, "rb") as f:
         checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+    _check_vocabulary(checkpoint, checkpoint_path, vocabulary)
+    model_state = checkpoint["model"]
+    state = {k.removeprefix("encoder."): v for k, v in model_state.items() if k.startswith("encoder.")}
+    encoder.load_state_dict(state, strict=True)
+    logger.info("Loaded %d pre-trained phoneme encoder tensors from %s.", len(state), checkpoint_path)
+    if "sup_phoneme_bpe" not in model_state:
+        return None
+    tokenizer = SupPhonemeTokenizer.from_tensor(model_state["sup_phoneme_bpe"])
+    return PretrainedSupPhonemes(tokenizer, model_state["sup_phoneme_emb.weight"])
+
+
+def _check_vocabulary(checkpoint: dict, checkpoint_path: str, vocabulary: list[str]) -> None:
     pretrained = (checkpoint.get("config") or {}).get("phoneme_vocabulary")
     if not pretrained:
         msg = f"{checkpoint_path} stores no phoneme vocabulary: not a mixed-phoneme pre-training checkpoint."
@@ -344,6 +388,31 @@ def load_pretrained_encoder(encoder: PhonemeEncoder, checkpoint_path: str, vocab
     if difference:
         msg = f"Phoneme vocabulary of {checkpoint_path} differs from the model's: {difference}."
         raise ValueError(msg)
-    state = {k.removeprefix("encoder."): v for k, v in checkpoint["model"].items() if k.startswith("encoder.")}
-    encoder.load_state_dict(state, strict=True)
-    logger.info("Loaded %d pre-trained phoneme encoder tensors from %s.", len(state), checkpoint_path)
+
+
+def add_sup_phonemes_to_checkpoint(checkpoint_path: str, sup_phonemes_path: str, output_path: str) -> None:
+    """Write a copy of an older pre-training checkpoint that carries its sup-phoneme BPE, as new ones do.
+
+    Args:
+        checkpoint_path: A pre-training checkpoint without the `sup_phoneme_bpe` buffer.
+        sup_phonemes_path: The run's BPE file: `sup_phonemes-<hash>.json` in the pre-training's `phoneme_cache_path`.
+        output_path: Where to write the completed checkpoint (local or fsspec).
+
+    Raises:
+        ValueError: The BPE's phoneme vocabulary or size does not fit the checkpoint (another run's file).
+    """
+    with fsspec.open(checkpoint_path, "rb") as f:
+        checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+    tokenizer = SupPhonemeTokenizer.load(sup_phonemes_path)
+    _check_vocabulary(checkpoint, checkpoint_path, tokenizer.vocabulary)
+    rows = checkpoint["model"]["sup_phoneme_emb.weight"].size(0)
+    if rows != tokenizer.num_sup_phonemes:
+        msg = (
+            f"{sup_phonemes_path} has {tokenizer.num_sup_phonemes} sup-phonemes but the embedding of "
+            f"{checkpoint_path} has {rows}: the BPE file is from another run."
+        )
+        raise ValueError(msg)
+    checkpoint["model"]["sup_phoneme_bpe"] = tokenizer.to_tensor()
+    with fsspec.open(output_path, "wb") as f:
+        torch.save(checkpoint, f)
+    logger.info("Wrote %s: %s with the sup-phonemes of %s.", output_path, checkpoint_path, sup_phonemes_path)

@@ -18,9 +18,16 @@ Two parts of `Naturalspeech.inference` do not survive tracing and are rebuilt he
 
 `inference_onnx` needs only numpy and onnxruntime; torch tensors are accepted and converted. `export_onnx(...,
 quantize=True)` writes the same graph with an int8 HiFi-GAN decoder (`onnx_quantization.py`) for faster CPU serving.
+
+A model with the sup-phoneme input (`Naturalspeech.sup_phonemes`) exports a graph with a fourth input, `sup_ids`
+(`[B, T_text]`, the sup-phoneme id of every token), and the sup-phoneme BPE in the model's metadata under
+`SUP_PHONEME_METADATA_KEY`: the BPE runs in Python, outside the graph. `inference_onnx` computes `sup_ids` from that
+metadata when the caller does not pass them (this needs the `tokenizers` package as well); other runtimes compute them
+with `SupPhonemeTokenizer.from_json(<metadata>).align(ids).sup_ids`, `[PAD]` (id 0) after each item's length.
 """
 
 import copy
+import functools
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -45,6 +52,8 @@ DYNAMIC_AXES = {
     "input_lengths": {0: "batch_size"},
     "output": {0: "batch_size", 2: "samples"},
 }
+SUP_INPUT_NAME = "sup_ids"  # the graph input of models with the sup-phoneme input, after INPUT_NAMES
+SUP_PHONEME_METADATA_KEY = "naturalspeech_sup_phoneme_bpe"  # the sup-phoneme BPE (`SupPhonemeTokenizer.to_json`)
 # Harvard sentences: varied phonemes and lengths, for int8 calibration when the config has no test sentences
 DEFAULT_CALIBRATION_TEXTS = [
     "The birch canoe slid on the smooth planks.",
@@ -63,6 +72,7 @@ class _OnnxInference(nn.Module):
         - tokens: :math:`[B, T_text]` (int64)
         - token_lengths: :math:`[B]` (int64)
         - scales: :math:`[2]` (float32) `[noise_scale, length_scale]`
+        - sup_ids: :math:`[B, T_text]` (int64), only for a model with the sup-phoneme input
         - output: :math:`[B, 1, T_wav]`, zero after each item's `frame_length * hop` samples
     """
 
@@ -73,10 +83,12 @@ class _OnnxInference(nn.Module):
         self.hop_length = model.config.audio.hop_length
         self.max_frames = model.args.max_inference_len
 
-    def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, sup_ids: Tensor | None = None) -> Tensor:
         model, durator = self.model, self.model.durator
         noise_scale, length_scale = scales[0], scales[1]
-        h, x_mask = model.phoneme_encoder(tokens, token_lengths)
+        # the sup-phoneme ids come in as an input: the BPE that `Naturalspeech.encode_phonemes` runs is not traceable
+        extra = None if sup_ids is None else model.sup_phonemes.emb(sup_ids)
+        h, x_mask = model.phoneme_encoder(tokens, token_lengths, extra_embedding=extra)
         log_durations = durator.duration_predictor(h, x_mask)
         durations = durator.predicted_durations(log_durations, x_mask, length_scale)
         if durator.upsampling is None:
@@ -139,12 +151,14 @@ def export_onnx(
     output_path = Path(output_path)
     if not quantize:
         _export_float(model, output_path, verbose)
+        _store_sup_phonemes(model, output_path)
         logger.info("NaturalSpeech exported to ONNX: %s", output_path)
         return output_path
     feeds = calibration_feeds(model, calibration_texts)  # bad texts fail before the slow export
     with tempfile.TemporaryDirectory(prefix="ns_onnx_") as workdir:
         float_path = _export_float(model, Path(workdir) / "float32.onnx", verbose)
         quantize_decoder(float_path, output_path, feeds)
+    _store_sup_phonemes(model, output_path)
     logger.info("NaturalSpeech exported to ONNX with an int8 decoder: %s", output_path)
     return output_path
 
@@ -155,19 +169,44 @@ def _export_float(model: nn.Module, output_path: Path, verbose: bool) -> Path:
     dummy_tokens = torch.randint(low=1, high=max(2, num_chars), size=(1, 50), dtype=torch.long)
     dummy_lengths = torch.tensor([dummy_tokens.size(1)], dtype=torch.long)
     dummy_scales = torch.tensor([model.noise_scale, model.length_scale], dtype=torch.float32)
+    inputs, input_names, dynamic_axes = (dummy_tokens, dummy_lengths, dummy_scales), INPUT_NAMES, DYNAMIC_AXES
+    sup_phonemes = getattr(model, "sup_phonemes", None)
+    if sup_phonemes is not None:
+        inputs = (*inputs, torch.zeros_like(dummy_tokens))  # any ids below the sup-phoneme vocabulary size trace
+        input_names = [*INPUT_NAMES, SUP_INPUT_NAME]
+        dynamic_axes = {**DYNAMIC_AXES, SUP_INPUT_NAME: DYNAMIC_AXES["input"]}
     with torch.no_grad():
         torch.onnx.export(
             wrapper,
-            (dummy_tokens, dummy_lengths, dummy_scales),
+            inputs,
             str(output_path),
             opset_version=OPSET_VERSION,
-            input_names=INPUT_NAMES,
+            input_names=input_names,
             output_names=OUTPUT_NAMES,
-            dynamic_axes=DYNAMIC_AXES,
+            dynamic_axes=dynamic_axes,
             verbose=verbose,
             dynamo=False,
         )
     return output_path
+
+
+def _store_sup_phonemes(model: nn.Module, path: Path) -> None:
+    """Write the model's sup-phoneme BPE (if any) into the metadata of the ONNX file at `path`.
+
+    Done on the final file: the int8 pass writes a new model and need not keep the float graph's metadata.
+    """
+    sup_phonemes = getattr(model, "sup_phonemes", None)
+    if sup_phonemes is None:
+        return
+    import onnx
+
+    graph = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != SUP_PHONEME_METADATA_KEY]
+    del graph.metadata_props[:]
+    for key, value in [*kept, (SUP_PHONEME_METADATA_KEY, sup_phonemes.tokenizer.to_json())]:
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(path))
 
 
 def calibration_feeds(model: nn.Module, texts: Sequence[str] | None = None) -> list[dict[str, np.ndarray]]:
@@ -180,11 +219,15 @@ def calibration_feeds(model: nn.Module, texts: Sequence[str] | None = None) -> l
     if model.tokenizer is None:
         raise ValueError("int8 export needs the model's tokenizer for calibration: build it with `init_from_config`")
     scales = np.array([model.noise_scale, model.length_scale], dtype=np.float32)
+    sup_phonemes = getattr(model, "sup_phonemes", None)
     feeds = []
     for text in texts:
         ids = model.speakable_ids(text)
         tokens = np.array([ids], dtype=np.int64)
-        feeds.append({"input": tokens, "input_lengths": np.array([len(ids)], dtype=np.int64), "scales": scales})
+        feed = {"input": tokens, "input_lengths": np.array([len(ids)], dtype=np.int64), "scales": scales}
+        if sup_phonemes is not None:
+            feed[SUP_INPUT_NAME] = np.array([sup_phonemes.tokenizer.align(ids).sup_ids], dtype=np.int64)
+        feeds.append(feed)
     return feeds
 
 
@@ -208,6 +251,7 @@ def inference_onnx(
     length_scale: float = 1.0,
     *,
     per_item: bool = True,
+    sup_ids: Any = None,
 ) -> np.ndarray:
     """Run an exported model; numpy in, numpy out (torch tensors are accepted).
 
@@ -218,28 +262,62 @@ def inference_onnx(
         noise_scale: Prior sampling temperature (0 is deterministic).
         length_scale: Factor on the predicted durations; larger is slower speech.
         per_item: Decode each item on its own (equal to PyTorch's batched inference); False for one batched call.
+        sup_ids: Sup-phoneme ids `[B, T_text]` for a graph with the `sup_ids` input; None computes them with the
+            BPE stored in the model's metadata. Ignored by phoneme-only graphs.
 
     Returns:
         Waveforms `[B, 1, T_wav]`, zero after each item's end (`T_wav` is the longest item's length).
     """
-    x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.int64)
+    x = _as_int64(x)
     if x.ndim == 1:
         x = x[None]
     if x_lengths is None:
         x_lengths = np.full((x.shape[0],), x.shape[1], dtype=np.int64)
-    x_lengths = np.asarray(x_lengths.detach().cpu() if hasattr(x_lengths, "detach") else x_lengths, dtype=np.int64)
+    x_lengths = _as_int64(x_lengths)
     if x.shape[1] == 0 or (x_lengths < 1).any():
         msg = f"inference_onnx: every item needs at least one token, got lengths {x_lengths.tolist()}"
         raise ValueError(msg)
     scales = np.array([noise_scale, length_scale], dtype=np.float32)
+    if SUP_INPUT_NAME in {i.name for i in session.get_inputs()}:
+        sup_ids = _session_sup_ids(session, x, x_lengths) if sup_ids is None else _as_int64(sup_ids).reshape(x.shape)
+    else:
+        sup_ids = None
 
-    def run(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return session.run(OUTPUT_NAMES, {"input": tokens, "input_lengths": lengths, "scales": scales})[0]
+    def run(index: slice | None, lengths: np.ndarray) -> np.ndarray:
+        rows = slice(None) if index is None else index
+        feed = {"input": x[rows], "input_lengths": lengths, "scales": scales}
+        if sup_ids is not None:
+            feed[SUP_INPUT_NAME] = sup_ids[rows]
+        return session.run(OUTPUT_NAMES, feed)[0]
 
     if not per_item or x.shape[0] == 1:
-        return run(x, x_lengths)
-    wavs = [run(x[i : i + 1, : x_lengths[i]], x_lengths[i : i + 1]) for i in range(x.shape[0])]
+        return run(None, x_lengths)
+    wavs = [run(np.s_[i : i + 1, : x_lengths[i]], x_lengths[i : i + 1]) for i in range(x.shape[0])]
     out = np.zeros((x.shape[0], 1, max(w.shape[2] for w in wavs)), dtype=wavs[0].dtype)
     for index, wav in enumerate(wavs):
         out[index, :, : wav.shape[2]] = wav[0]
     return out
+
+
+def _as_int64(values: Any) -> np.ndarray:
+    return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.int64)
+
+
+def _session_sup_ids(session: Any, x: np.ndarray, x_lengths: np.ndarray) -> np.ndarray:
+    """The sup-phoneme ids of a padded batch, from the BPE in the session's model metadata."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    if SUP_PHONEME_METADATA_KEY not in metadata:
+        msg = f"The ONNX model takes `{SUP_INPUT_NAME}` but stores no sup-phoneme BPE: pass `sup_ids` yourself."
+        raise ValueError(msg)
+    from TTS.tts.layers.naturalspeech.pretraining.sup_phoneme_embedding import padded_sup_ids
+
+    rows = padded_sup_ids(_sup_phoneme_tokenizer(metadata[SUP_PHONEME_METADATA_KEY]), x.tolist(), x_lengths.tolist())
+    return np.array(rows, dtype=np.int64).reshape(x.shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _sup_phoneme_tokenizer(bpe_json: str) -> Any:
+    """The tokenizer of a stored BPE, parsed once per model rather than once per call."""
+    from TTS.tts.layers.naturalspeech.pretraining.corpus import SupPhonemeTokenizer
+
+    return SupPhonemeTokenizer.from_json(bpe_json)
