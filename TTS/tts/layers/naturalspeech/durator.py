@@ -143,7 +143,7 @@ class LearnableUpsampling(nn.Module):
         mlp_channels: int = 16,
         kernel_size: int = 3,
         init_sharpness: float = 8.0,
-        mlp_hidden_layers: int = 1,
+        mlp_hidden_layers: int = 2,
         share_conv: bool = True,
         compress_grids: bool = True,
     ):
@@ -299,7 +299,7 @@ class Durator(nn.Module):
         kernel_size_upsampling: Kernel size of the upsampling's per-token convolution. Defaults to 3.
         init_sharpness_upsampling: Slope of the upsampling's start near hard length regulation; 0 for the plain
             random initialisation. Defaults to 8.0.
-        mlp_hidden_layers_upsampling: Hidden layers of the upsampling's swish MLPs. Defaults to 1.
+        mlp_hidden_layers_upsampling: Hidden layers of the upsampling's swish MLPs. Defaults to 2.
         share_conv_upsampling: One per-token convolution for both upsampling MLPs. Defaults to True.
         compress_grids_upsampling: Signed-log compression of the upsampling's boundary grids. Defaults to True.
         min_duration: Lower bound of a predicted duration in frames (before `length_scale`). Defaults to 1.0.
@@ -325,7 +325,7 @@ class Durator(nn.Module):
         mlp_channels: int = 16,
         kernel_size_upsampling: int = 3,
         init_sharpness_upsampling: float = 8.0,
-        mlp_hidden_layers_upsampling: int = 1,
+        mlp_hidden_layers_upsampling: int = 2,
         share_conv_upsampling: bool = True,
         compress_grids_upsampling: bool = True,
         min_duration: float = 1.0,
