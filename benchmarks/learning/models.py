@@ -54,12 +54,15 @@ RUNS: dict[str, tuple[str, dict]] = {
     "ns-no-forward-kl": ("naturalspeech", {"use_forward_kl": False}),
     "ns-no-learnable-upsampling": ("naturalspeech", {"use_learnable_upsampling": False}),
     "ns-pretrained-encoder": ("naturalspeech", {}),  # + `pretrained_encoder_path`
+    # not a paper component but a departure under test: the KL terms do not train the predicted durations
+    # (`benchmarks/README.md` section 8: on the synthetic durator task their gradient unteaches durations)
+    "ns-detached-durations": ("naturalspeech", {"detach_predicted_durations": True}),
 }
 MAIN_RUNS = ("naturalspeech", "vits")
 ABLATION_RUNS = tuple(name for name in RUNS if name not in MAIN_RUNS)
 PRETRAINED_ENCODER_RUN = "ns-pretrained-encoder"
 # these switch off components that start after warm-up: before `warmup_steps` they train exactly as `naturalspeech`
-MAIN_STAGE_ABLATIONS = ("ns-no-memory-bank", "ns-no-soft-dtw", "ns-no-forward-kl")
+MAIN_STAGE_ABLATIONS = ("ns-no-memory-bank", "ns-no-soft-dtw", "ns-no-forward-kl", "ns-detached-durations")
 # mixed-phoneme pre-training of the matched encoder on the LJSpeech transcripts without LJ050 (the recipe's corpus),
 # for `ns-pretrained-encoder`; trained to a CPU budget like the TTS runs
 PRETRAINING_RUN = "pretrain-encoder"
