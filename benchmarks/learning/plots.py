@@ -201,6 +201,48 @@ def plot_learning_curves(
     return paths
 
 
+ABLATION_METRICS = ("mcd_db", "log_f0_rmse", "duration_mae_frames", "length_ratio", "cer", "dnsmos_ovrl")
+
+
+def ablation_figure(
+    rows: Sequence[dict],
+    cpu_minutes: float,
+    teacher: dict | None = None,
+    caption: str = "",
+    metrics: Sequence[str] = ABLATION_METRICS,
+) -> Figure:
+    """One panel per metric, a horizontal bar per run at one budget (the row whose CPU minutes are nearest to
+    `cpu_minutes` within a minute), the teacher as a dashed line: ablations have one or two budgets, not curves."""
+    at_budget = {}
+    for row in rows:
+        if abs(row["cpu_minutes"] - cpu_minutes) <= 1.0:
+            at_budget.setdefault(row["run"], row)
+    if not at_budget:
+        raise ValueError(f"no run has a row at {cpu_minutes:g} CPU-minutes")
+    runs = list(at_budget)
+    columns = 3
+    fig, axes = plt.subplots(
+        math.ceil(len(metrics) / columns), columns, figsize=(13, 1.2 + 0.45 * len(runs) * 2), squeeze=False
+    )
+    for axis, metric in zip(axes.flat, metrics):
+        values = [at_budget[run].get(metric, math.nan) for run in runs]
+        axis.barh(range(len(runs)), values, color=[f"C{index}" for index in range(len(runs))])
+        axis.set_yticks(range(len(runs)), runs if axis in axes[:, 0] else [""] * len(runs))
+        axis.invert_yaxis()  # first run on top, as in the tables
+        if teacher is not None and not math.isnan(teacher.get(metric, math.nan)):
+            axis.axvline(teacher[metric], color="black", linestyle="--", label="teacher")
+        axis.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        axis.grid(axis="x", alpha=0.3)
+    for axis in axes.flat[len(metrics) :]:
+        axis.set_visible(False)
+    fig.suptitle(f"ablations at {cpu_minutes:g} CPU-minutes (teacher dashed)")
+    if caption:
+        fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if caption else 0, 1, 1))
+    plt.close(fig)
+    return fig
+
+
 # --- spectrograms -----------------------------------------------------------------------------------------------
 
 

@@ -161,7 +161,15 @@ def write_plots(rows: list[dict], teacher: dict | None, caption: str, out_dir: P
     import plots
 
     plots.save_results(rows, out_dir / "results.csv")
-    return plots.plot_learning_curves(rows, out_dir, teacher, caption)
+    paths = plots.plot_learning_curves(rows, out_dir, teacher, caption)
+    budgets = [row["budget_minutes"] for row in rows if "budget_minutes" in row]
+    if len({row["run"] for row in rows}) > len(models.MAIN_RUNS):  # ablations: a bar per run at each budget
+        for budget in sorted(set(budgets)):
+            if budgets.count(budget) > 1:
+                path = out_dir / f"ablations_{budget:g}min.png"
+                plots.ablation_figure(rows, budget, teacher, caption).savefig(path, dpi=100)
+                paths.append(path)
+    return paths
 
 
 def caption(rows: list[dict], corpus_dir: Path, params: dict[str, int]) -> str:
@@ -212,25 +220,26 @@ def score_checkpoints(
     for run, marks in plan:
         run_dir = train_budget.run_dir_of(run, args.bench_dir)
         records = {r["budget_minutes"]: r for r in train_budget.read_budgets(run_dir)}
+        name = f"{run}{args.label}"
         for mark in marks:
-            if (run, mark) in scored:
+            if (name, mark) in scored:
                 continue
             start = time.perf_counter()
             model = synthesize.load_budget_model(run_dir, mark)
-            params[run] = models.parameter_counts(model)["inference_params"]
+            params[name] = models.parameter_counts(model)["inference_params"]
             items = [synthesize.synthesize_sentence(model, clip_id, text, args.seed) for clip_id, text in sentences]
             synthesis_seconds = time.perf_counter() - start
             scores = score_items(items, heldout_dir, args)
-            row = results_row(run, records[mark], scores, {"inference_params": params[run]})
+            row = results_row(name, records[mark], scores, {"inference_params": params[name]})
             row["stage"] = training_stage(run_dir, records[mark]["step"])
             if row["stage"] == "warmup" and run in models.MAIN_STAGE_ABLATIONS:
                 logger.warning("%s is still in warm-up at %g CPU-minutes: its switch has had no effect yet.", run, mark)
             row["synthesis_seconds"] = synthesis_seconds
             row["sentence_scores"] = scores["rows"]
             rows.append(row)
-            save_examples(items[: args.num_wavs], f"{run}_{mark:g}min", heldout_dir, args.out_dir)
+            save_examples(items[: args.num_wavs], f"{name}_{mark:g}min".replace(" ", "_"), heldout_dir, args.out_dir)
             write_results(rows, args)  # after every checkpoint: an interruption keeps what was scored
-            logger.info("Scored %s at %g CPU-minutes: %s", run, mark, scores["means"])
+            logger.info("Scored %s at %g CPU-minutes: %s", name, mark, scores["means"])
     for row in rows:
         params.setdefault(row["run"], row.get("inference_params", 0))
     return rows, params
@@ -264,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-asr", action="store_true", help="skip the ASR character error rate")
     p.add_argument("--skip-training", action="store_true", help="only score the checkpoints there are")
     p.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    p.add_argument("--label", default="", help="appended to the run names of the scored rows (e.g. ' lr=2e-4')")
     return p
 
 

@@ -183,6 +183,26 @@ def test_learning_curves_draw_one_line_per_run(tmp_path):
     assert png.name == "learning_mcd_db.png" and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_ablation_figure_has_a_bar_per_run_at_the_budget(tmp_path):
+    rows = [
+        {"run": run, "cpu_minutes": minutes + 0.1, "step": 7 * minutes, "mcd_db": mcd, "cer": 0.9}
+        for run, mcd in (("naturalspeech", 4.9), ("ns-no-soft-dtw", 4.5), ("ns-no-memory-bank", 5.2))
+        for minutes in (10, 20)
+    ]
+    figure = plots.ablation_figure(rows, 20, teacher={"mcd_db": 1.2}, metrics=("mcd_db", "cer"))
+    mcd_axis = figure.axes[0]
+    widths = [bar.get_width() for bar in mcd_axis.patches]
+    assert widths == [4.9, 4.5, 5.2]  # one bar per run, in the rows' order, at the 20-minute rows
+    assert [label.get_text() for label in mcd_axis.get_yticklabels()] == [
+        "naturalspeech",
+        "ns-no-soft-dtw",
+        "ns-no-memory-bank",
+    ]
+    assert [line.get_xdata()[0] for line in mcd_axis.get_lines()] == [1.2]  # the teacher
+    with pytest.raises(ValueError, match="60 CPU-minutes"):
+        plots.ablation_figure(rows, 60)
+
+
 def test_spectrogram_png_next_to_the_wav(heldout, tmp_path):
     wav = tmp_path / "LJ050-0010.wav"
     wav.write_bytes((heldout / "wavs" / "LJ050-0010.wav").read_bytes())

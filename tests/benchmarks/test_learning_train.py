@@ -148,9 +148,13 @@ def untrained_budget_checkpoint(run: str, corpus_dir: Path, bench: Path, minutes
     run_dir.mkdir(parents=True)
     config = models.make_config(run, corpus_dir, run_dir, size="tiny", batch_size=2)
     model = models.build_model(config)
-    record = {"run": run, "budget_minutes": minutes, "step": 0}
-    train_budget.save_budget_checkpoint(model, config, train_budget.budget_checkpoint_path(run_dir, minutes), record)
+    checkpoint = train_budget.budget_checkpoint_path(run_dir, minutes)
+    record = {"run": run, "budget_minutes": minutes, "cpu_minutes": minutes, "wall_minutes": minutes, "step": 0}
+    record.update(epoch=0, threads=1, checkpoint=checkpoint.name, git_commit="untrained", time="")
+    train_budget.save_budget_checkpoint(model, config, checkpoint, record)
     train_budget.inference_config(config).save_json(str(run_dir / train_budget.CONFIG_FILE))
+    with (run_dir / train_budget.BUDGETS_FILE).open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
 
 
 @pytest.mark.parametrize("run", ["naturalspeech", "vits"])
