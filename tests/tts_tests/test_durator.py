@@ -1,10 +1,13 @@
 """Invariants of the differentiable durator (NaturalSpeech, Section 3.3)."""
 
+import math
+
 import pytest
 import torch
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs
 from TTS.tts.layers.naturalspeech.durator import Durator, boundary_grids, hard_length_regulation
+from TTS.tts.layers.naturalspeech.losses import duration_loss
 from TTS.tts.utils.helpers import generate_path, sequence_mask
 
 CHANNELS = 6
@@ -320,3 +323,39 @@ def test_detached_predicted_durations_learn_from_the_duration_loss_only():
         predictor_grad = durator.duration_predictor.proj.weight.grad
         assert (predictor_grad is not None and predictor_grad.abs().sum() > 0) == predictor_learns
         assert durator.upsampling.conv.weight.grad.abs().sum() > 0
+
+
+def test_mean_corrected_durations_keep_the_total_length_of_log_normal_durations():
+    """A log-domain regression predicts E[log d]; with the tracked residual variance the predicted durations sum to
+    the true total, without it they fall short by exp(-var / 2) (the paper's prediction, the median)."""
+    generator = torch.Generator().manual_seed(0)
+    num_tokens, sigma = 20_000, 0.7
+    log_durations = 1.0 + sigma * torch.randn(1, 1, num_tokens, generator=generator)
+    durations = torch.exp(log_durations[:, 0])
+    x_mask = torch.ones(1, 1, num_tokens)
+    best_regression = torch.full_like(log_durations, log_durations.mean().item())  # the MSE optimum: E[log d]
+    totals = {}
+    for corrected in (False, True):
+        durator = make_durator(mean_corrected_durations=corrected, min_duration=0.01)
+        for _ in range(3):  # steps of training: the first sets the variance, the next ones average into it
+            durator.track_log_duration_variance(duration_loss(best_regression, durations, x_mask))
+        torch.testing.assert_close(durator.log_duration_variance, torch.tensor(sigma**2), rtol=0.05, atol=0.0)
+        totals[corrected] = durator.predicted_durations(best_regression, x_mask).sum() / durations.sum()
+    assert totals[False] == pytest.approx(math.exp(-(sigma**2) / 2), rel=0.03)  # 0.78: 22 % short
+    assert totals[True] == pytest.approx(1.0, abs=0.03)
+
+
+def test_tracked_duration_variance_ignores_non_finite_losses_and_loads_from_old_checkpoints():
+    durator = make_durator(mean_corrected_durations=True)
+    durator.track_log_duration_variance(torch.tensor(0.5))
+    durator.track_log_duration_variance(torch.tensor(float("nan")))
+    durator.track_log_duration_variance(torch.tensor(1.5))
+    assert durator.log_duration_variance.item() == pytest.approx(0.5 * 0.99 + 1.5 * 0.01)
+    state = durator.state_dict()
+    assert "log_duration_variance" in state  # saved with the weights: synthesis uses the trained value
+    fresh = make_durator(mean_corrected_durations=True)
+    fresh.load_state_dict(state)
+    assert fresh.log_duration_variance.item() == pytest.approx(durator.log_duration_variance.item())
+    del state["log_duration_variance"]  # a checkpoint from before the switch: no correction, as it was trained
+    fresh.load_state_dict(state)
+    assert fresh.log_duration_variance.item() == 0.0

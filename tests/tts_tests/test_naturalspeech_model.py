@@ -279,3 +279,23 @@ def test_alignment_prior_learns_from_the_posterior_without_pulling_it(tiny):
     assert all(p.grad is None for p in model.posterior_encoder.parameters())
     assert all(p.grad is None for p in model.flow.parameters())
     assert model.alignment_prior.weight.grad.abs().sum() > 0
+
+
+def test_training_tracks_the_duration_loss_that_mean_corrected_synthesis_uses(tmp_path, ljspeech_dir):
+    config, model = build(tmp_path, ljspeech_dir, model_args={"mean_corrected_durations": True})
+    batch = load_batch(config, model, SHORT_CLIPS)
+    losses = train_steps(model, batch, num_steps=1)
+    variance = model.durator.log_duration_variance.item()
+    assert variance == pytest.approx(losses[0]["loss_duration"] / config.duration_loss_alpha, rel=1e-4)
+    model.eval()
+    tokens = torch.randint(1, model.args.num_chars, (1, 12))
+    corrected = model.inference(tokens, aux_input={"noise_scale": 0.0})["durations"]
+    model.durator.mean_corrected_durations = False
+    plain = model.inference(tokens, aux_input={"noise_scale": 0.0})["durations"]
+    unclamped = (plain > model.args.min_duration_frames) & (corrected < model.args.max_duration_frames)
+    assert unclamped.any() and (corrected >= plain).all()
+    torch.testing.assert_close(
+        corrected[unclamped] / plain[unclamped], torch.full_like(plain[unclamped], 1.0) * np.exp(variance / 2)
+    )
+    model.forward(batch["tokens"], batch["token_lens"], batch["spec"], batch["spec_lens"], batch["waveform"])
+    assert model.durator.log_duration_variance.item() == variance  # synthesis and evaluation do not track
