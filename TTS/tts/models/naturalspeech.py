@@ -33,6 +33,12 @@ from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
 from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.streaming import (
+    DEFAULT_CHUNK_FRAMES,
+    DecoderContext,
+    SynthesisStream,
+    decoder_context_from_args,
+)
 from TTS.tts.layers.naturalspeech.runtime.text_input import strip_control_characters
 from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import (
     TrainerHooks,
@@ -397,6 +403,46 @@ class Naturalspeech(BaseTTSE2E):
         text = strip_control_characters(text)
         self.speakable_ids(text, language=kwargs.get("language"))
         return super().synthesize(text, *args, **kwargs)
+
+    def inference_stream(
+        self,
+        text: str,
+        *,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        noise_scale: float | None = None,
+        length_scale: float | None = None,
+        language: str | None = None,
+    ) -> SynthesisStream:
+        """Synthesize `text` (one sentence, or a text to speak without pauses) as a stream of audio chunks.
+
+        The latents are computed once, up front; then each chunk is the decoder over `chunk_frames` latent frames and
+        their context (:attr:`decoder_context`). The joined chunks equal the waveform of :meth:`inference` for the
+        same latents (to float rounding). See `runtime/streaming.py`.
+
+        Args:
+            text: Text to speak; it must have something speakable (see :meth:`speakable_ids`).
+            chunk_frames: Latent frames per chunk (a chunk is `chunk_frames * hop_length` samples; the last one is
+                shorter).
+            noise_scale: Prior sampling temperature; None for the model's.
+            length_scale: Factor on the predicted durations; None for the model's.
+            language: Language of the text for the phonemizer, if the model has several.
+
+        Returns:
+            An iterator over 1-D float32 numpy chunks, which also carries the durations, the total length and
+            `timings()` before the first chunk is decoded.
+
+        Examples:
+            >>> stream = model.inference_stream("Hello world.")
+            >>> for chunk in stream:
+            ...     player.write(chunk)
+        """
+        ids = self.speakable_ids(text, language=language)
+        return SynthesisStream(self, ids, chunk_frames, noise_scale, length_scale, text=text, language=language)
+
+    @property
+    def decoder_context(self) -> DecoderContext:
+        """Latent frames of context the decoder needs on each side of a window (its receptive field)."""
+        return decoder_context_from_args(self.args)
 
     def speakable_ids(self, text: str, language: str | None = None) -> list[int]:
         """Token ids of `text` without control characters; a ValueError if nothing in it can be spoken.
