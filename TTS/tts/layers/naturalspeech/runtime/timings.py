@@ -176,7 +176,9 @@ def match_text_words(
     marks. A group that still differs in more than half of its phonemes is left unmatched (None), not mislabelled.
     """
     if tokenizer.text_cleaner is not None:
-        text = tokenizer.text_cleaner(text, lang=language or "en")
+        from TTS.tts.utils.languages import normalize_language
+
+        text = tokenizer.text_cleaner(text, lang=normalize_language(language))  # as `TTSTokenizer.text_to_ids` does
     punctuation = tokenizer.characters.punctuations or ""
     text_words = [w for w in (w.strip(punctuation) for w in text.split()) if w]
     if len(text_words) == len(phoneme_words):
