@@ -175,14 +175,18 @@ def _store_sup_phonemes(model: nn.Module, path: Path) -> None:
     Done on the final file: the int8 pass writes a new model and need not keep the float graph's metadata.
     """
     sup_phonemes = getattr(model, "sup_phonemes", None)
-    if sup_phonemes is None:
-        return
+    if sup_phonemes is not None:
+        store_metadata(path, {SUP_PHONEME_METADATA_KEY: sup_phonemes.tokenizer.to_json()})
+
+
+def store_metadata(path: str | Path, entries: dict[str, str]) -> None:
+    """Set `entries` in the metadata of the ONNX file at `path` (replacing entries of the same keys)."""
     import onnx
 
     graph = onnx.load(str(path))
-    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != SUP_PHONEME_METADATA_KEY]
+    kept = [(p.key, p.value) for p in graph.metadata_props if p.key not in entries]
     del graph.metadata_props[:]
-    for key, value in [*kept, (SUP_PHONEME_METADATA_KEY, sup_phonemes.tokenizer.to_json())]:
+    for key, value in [*kept, *entries.items()]:
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(graph, str(path))
@@ -258,7 +262,7 @@ def inference_onnx(
         raise ValueError(msg)
     scales = np.array([noise_scale, length_scale], dtype=np.float32)
     if SUP_INPUT_NAME in {i.name for i in session.get_inputs()}:
-        sup_ids = _session_sup_ids(session, x, x_lengths) if sup_ids is None else _as_int64(sup_ids).reshape(x.shape)
+        sup_ids = session_sup_ids(session, x, x_lengths) if sup_ids is None else _as_int64(sup_ids).reshape(x.shape)
     else:
         sup_ids = None
 
@@ -282,7 +286,7 @@ def _as_int64(values: Any) -> np.ndarray:
     return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.int64)
 
 
-def _session_sup_ids(session: Any, x: np.ndarray, x_lengths: np.ndarray) -> np.ndarray:
+def session_sup_ids(session: Any, x: np.ndarray, x_lengths: np.ndarray) -> np.ndarray:
     """The sup-phoneme ids of a padded batch, from the BPE in the session's model metadata."""
     metadata = session.get_modelmeta().custom_metadata_map
     if SUP_PHONEME_METADATA_KEY not in metadata:

@@ -11,7 +11,7 @@ kept samples, and the joined chunks equal decoding the whole sentence at once (t
 :func:`decoder_context` computes that context from the decoder's configuration (its conv kernels, dilations and
 upsampling layers); :func:`plan_windows` is the window arithmetic, shared by the PyTorch stream
 (:class:`SynthesisStream`) and the ONNX Runtime stream (`onnx_streaming.py`); :func:`decode_in_windows` runs any
-decoder over the plan.
+decoder over the plan, and :class:`LatentStream` makes that an iterator of audio chunks.
 """
 
 import math
@@ -172,15 +172,14 @@ def decode_in_windows(
         yield audio[..., window.kept_samples(hop_length)]
 
 
-class SynthesisStream:
-    """Streamed synthesis of one sentence by a PyTorch model: an iterator over float32 audio chunks.
+class LatentStream:
+    """An iterator over the float32 audio chunks of one sentence's latents, decoded window by window.
 
-    Creating it runs `Naturalspeech.synthesize_latents` (the durations, hence the length and the timings, are known
-    before the first chunk); each `next()` decodes one window. Made by `Naturalspeech.inference_stream`.
+    The durations (hence the length and the timings) are known before the first chunk; each `next()` decodes one
+    window. The PyTorch stream (:class:`SynthesisStream`) and the ONNX Runtime stream (`onnx_streaming.py`) are this
+    with another `decode`.
 
     Attributes:
-        text: The text synthesized, if known (for the words of `timings()`).
-        language: Its language, if the model has several.
         token_ids: The token ids synthesized.
         durations: Frames per token (float, as predicted).
         num_frames: Latent frames of the sentence.
@@ -188,6 +187,73 @@ class SynthesisStream:
         sample_rate: Output sample rate.
         hop_length: Samples per latent frame.
         windows: The decoding plan (:func:`plan_windows`).
+        text: The text synthesized, if given (for the words of :meth:`timings`).
+        language: Its language, if given.
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[Any], Any],
+        latents: Any,
+        *,
+        token_ids: Sequence[int],
+        durations: np.ndarray,
+        hop_length: int,
+        sample_rate: int,
+        chunk_frames: int,
+        context: DecoderContext,
+        tokenizer: Any = None,
+        text: str | None = None,
+        language: str | None = None,
+    ):
+        self.token_ids = [int(i) for i in token_ids]
+        self.durations = np.asarray(durations, dtype=np.float32)
+        self.num_frames = int(latents.shape[-1])
+        self.hop_length, self.sample_rate = hop_length, sample_rate
+        self.num_samples = self.num_frames * hop_length
+        self.windows = plan_windows(self.num_frames, chunk_frames, context)
+        self.tokenizer, self.text, self.language = tokenizer, text, language
+        self._chunks = decode_in_windows(decode, latents, self.windows, hop_length)
+
+    def __iter__(self) -> "LatentStream":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        chunk = next(self._chunks)
+        if hasattr(chunk, "detach"):
+            chunk = chunk.detach().float().cpu().numpy()
+        return np.asarray(chunk, dtype=np.float32).reshape(-1)
+
+    def timings(self, tokenizer: Any = None, *, text_words: bool = True) -> dict[str, list[dict[str, Any]]]:
+        """Phoneme and word start/end times of this synthesis (see `timings.py`); no decoding needed.
+
+        Args:
+            tokenizer: The model's tokenizer (its vocabulary names the tokens); None for the stream's own.
+            text_words: Give every word the words of the text it speaks (`text`), which may phonemize the text's
+                words one by one; False, or a stream without `text`, leaves `text` out.
+        """
+        from TTS.tts.layers.naturalspeech.runtime.timings import synthesis_timings
+
+        tokenizer = tokenizer or self.tokenizer
+        if tokenizer is None:
+            raise ValueError("timings need the model's tokenizer: pass `tokenizer=`")
+        text = self.text if text_words else None
+        return synthesis_timings(
+            self.token_ids,
+            self.durations,
+            self.num_frames,
+            tokenizer,
+            self.hop_length,
+            self.sample_rate,
+            text,
+            self.language,
+        )
+
+
+class SynthesisStream(LatentStream):
+    """Streamed synthesis of one sentence by a PyTorch `Naturalspeech` model (`Naturalspeech.inference_stream`).
+
+    Creating it runs `Naturalspeech.synthesize_latents` once; iterating runs the decoder window by window.
     """
 
     def __init__(
@@ -203,52 +269,26 @@ class SynthesisStream:
     ):
         import torch
 
-        self._model = model
-        self.text, self.language = text, language
-        self.token_ids = list(token_ids)
-        tokens = torch.tensor([self.token_ids], dtype=torch.long, device=model.device)
-        lengths = torch.tensor([len(self.token_ids)], dtype=torch.long, device=model.device)
+        tokens = torch.tensor([list(token_ids)], dtype=torch.long, device=model.device)
+        lengths = torch.tensor([tokens.size(1)], dtype=torch.long, device=model.device)
         with torch.inference_mode():
             out = model.synthesize_latents(tokens, lengths, noise_scale, length_scale)
-        self.num_frames = int(out.frame_lengths[0])
-        self._latents = out.latents[:, :, : self.num_frames]
-        self.durations = out.durations[0].float().cpu().numpy()
-        self.hop_length = model.config.audio.hop_length
-        self.sample_rate = model.config.audio.sample_rate
-        self.num_samples = self.num_frames * self.hop_length
-        self.windows = plan_windows(self.num_frames, chunk_frames, model.decoder_context)
-        self._chunks = decode_in_windows(self._decode, self._latents, self.windows, self.hop_length)
+        decoder = model.waveform_decoder
 
-    def _decode(self, latents):
-        import torch
+        def decode(latents: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return decoder(latents)[0, 0]
 
-        with torch.inference_mode():
-            return self._model.waveform_decoder(latents)[0, 0]
-
-    def __iter__(self) -> "SynthesisStream":
-        return self
-
-    def __next__(self) -> np.ndarray:
-        return next(self._chunks).float().cpu().numpy()
-
-    def timings(self, text_words: bool = True) -> dict[str, list[dict[str, Any]]]:
-        """Phoneme and word start/end times of this synthesis (see `timings.py`); no decoding needed.
-
-        Args:
-            text_words: Give every word the words of the text it speaks (`text`), which may phonemize the text's
-                words one by one; False leaves `text` out.
-        """
-        from TTS.tts.layers.naturalspeech.runtime.timings import synthesis_timings
-
-        text = self.text if text_words else None
-        model = self._model
-        return synthesis_timings(
-            self.token_ids,
-            self.durations,
-            self.num_frames,
-            model.tokenizer,
-            self.hop_length,
-            self.sample_rate,
-            text,
-            self.language,
+        super().__init__(
+            decode,
+            out.latents[:, :, : int(out.frame_lengths[0])],
+            token_ids=token_ids,
+            durations=out.durations[0].float().cpu().numpy(),
+            hop_length=model.config.audio.hop_length,
+            sample_rate=model.config.audio.sample_rate,
+            chunk_frames=chunk_frames,
+            context=model.decoder_context,
+            tokenizer=model.tokenizer,
+            text=text,
+            language=language,
         )
