@@ -264,7 +264,7 @@ def synthesize_with_timings(
         >>> model = TTS(model_path="run/best_model.pth", config_path="run/config.json").synthesizer.tts_model
         >>> result = synthesize_with_timings(model, "Hello world.")
         >>> result["timings"]["words"][0]
-        {'phonemes': 'həlˈoʊ', 'start': 0.0, 'end': 0.37, ..., 'text': 'hello'}
+        {'phonemes': 'həlˈoʊ', 'start': 0.0, 'end': ..., 'start_sample': 0, 'end_sample': ..., 'text': 'hello'}
     """
     import torch
 
