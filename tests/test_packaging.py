@@ -57,6 +57,22 @@ def test_wheel_declares_the_toolkit_as_a_dependency(wheel_path):
         assert any(r.startswith(package) for r in requires), package
 
 
+def _entry_points(wheel: Path) -> str:
+    names = zipfile.ZipFile(wheel).namelist()
+    return zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+
+
+def test_wheels_install_the_naturalspeech_tts_command(wheel_path, tmp_path):
+    script = "naturalspeech-tts = TTS.tts.layers.naturalspeech.runtime.cli:main"
+    assert "[console_scripts]" in _entry_points(wheel_path) and script in _entry_points(wheel_path)
+    # the editable wheel of the in-tree backend (what `make setup` installs) keeps the entry points too
+    code = "import sys; sys.path.insert(0, 'build_backend'); import backend; print(backend.build_editable(sys.argv[1]))"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    assert script in _entry_points(tmp_path / out.stdout.strip().splitlines()[-1])
+
+
 def _editable_checkout() -> Path | None:
     """The checkout the environment's editable install points at, or None (not installed, or not editable)."""
     # Every match, not the first: the wheel build above leaves an `.egg-info` in the checkout, which is on sys.path.

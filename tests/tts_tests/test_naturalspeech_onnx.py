@@ -67,7 +67,8 @@ def test_export_graph(model, onnx_path):
     graph = onnx.load(str(onnx_path))
     onnx.checker.check_model(graph)
     assert [i.name for i in graph.graph.input] == INPUT_NAMES
-    assert [o.name for o in graph.graph.output] == ["output"]
+    # `output` first, as in the toolkit's VITS export; the durations (frames per token) for timings after it
+    assert [o.name for o in graph.graph.output] == ["output", "durations"]
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == OPSET_VERSION
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
     assert dims == {"input": ["batch_size", "phonemes"], "input_lengths": ["batch_size"], "scales": [2]}
@@ -85,6 +86,17 @@ def test_onnx_matches_torch(model, onnx_path, text):
     actual = inference_onnx(model.onnx_sess, ids, noise_scale=0.0, length_scale=model.length_scale)
     assert actual.shape == expected.shape
     np.testing.assert_allclose(actual, expected, rtol=0, atol=ATOL)
+
+
+def test_onnx_durations_output_matches_torch(model, onnx_path):
+    ids = _ids(model, TEXTS[1])
+    expected = model.inference(ids, {"noise_scale": 0.0, "length_scale": 1.3})
+    scales = np.array([0.0, 1.3], np.float32)
+    feeds = {"input": ids.numpy(), "input_lengths": np.array([ids.shape[1]]), "scales": scales}
+    wav, durations = model.onnx_sess.run(["output", "durations"], feeds)
+    assert durations.shape == tuple(expected["durations"].shape)
+    np.testing.assert_allclose(durations, expected["durations"].numpy(), rtol=1e-5)
+    assert wav.shape[2] == round(float(durations.sum())) * model.config.audio.hop_length
 
 
 def test_onnx_batch_matches_torch_batch(model, onnx_path):

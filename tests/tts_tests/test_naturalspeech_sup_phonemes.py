@@ -312,3 +312,26 @@ def test_onnx_export_takes_and_computes_the_sup_phoneme_ids(trained_run, tmp_pat
     np.testing.assert_allclose(actual, expected, atol=1e-4)
     zero_sup = inference_onnx(session, tokens, lengths, noise_scale=0.0, sup_ids=np.zeros(tokens.shape, np.int64))
     assert zero_sup.shape != expected.shape or not np.allclose(zero_sup, expected, atol=1e-4)
+
+
+def test_streaming_onnx_export_takes_the_sup_phoneme_ids(trained_run, tmp_path):
+    from TTS.config import load_config
+    from TTS.tts.layers.naturalspeech.runtime.onnx_export import SUP_INPUT_NAME
+    from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import OnnxStreamingSynthesizer, export_streaming_onnx
+    from TTS.tts.models import setup_model
+
+    run_dir = trained_run["run_dir"]
+    config = load_config(str(run_dir / "config.json"))
+    model = setup_model(config)
+    model.load_checkpoint(config, str(_checkpoint(run_dir)), eval=True)
+    files = export_streaming_onnx(model, tmp_path)
+    synth = OnnxStreamingSynthesizer.from_dir(tmp_path)
+    assert SUP_INPUT_NAME in {i.name for i in synth.latents_session.get_inputs()}
+    eager = np.concatenate(list(model.inference_stream(SENTENCES[1], chunk_frames=8, noise_scale=0.0)))
+    ids = model.tokenizer.text_to_ids(SENTENCES[1])
+    streamed = np.concatenate(list(synth.stream(ids, chunk_frames=8, noise_scale=0.0)))  # sup ids from the BPE
+    np.testing.assert_allclose(streamed, eager, rtol=0, atol=1e-4)
+    zero_sup = synth.latents(ids, noise_scale=0.0, sup_ids=[0] * len(ids))[0]
+    expected = synth.latents(ids, noise_scale=0.0)[0]
+    assert zero_sup.shape != expected.shape or not np.allclose(zero_sup, expected, atol=1e-4)
+    assert files.decoder_int8 is None

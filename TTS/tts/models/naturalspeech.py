@@ -7,7 +7,7 @@ module wires them and plugs them into the toolkit's Trainer and synthesizer.
 import logging
 import os
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -33,6 +33,12 @@ from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
 from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.streaming import (
+    DEFAULT_CHUNK_FRAMES,
+    DecoderContext,
+    SynthesisStream,
+    decoder_context_from_args,
+)
 from TTS.tts.layers.naturalspeech.runtime.text_input import strip_control_characters
 from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import (
     TrainerHooks,
@@ -48,6 +54,16 @@ from TTS.utils.audio.torch_transforms import spec_to_mel, wav_to_mel, wav_to_spe
 from TTS.vocoder.models.hifigan_generator import HifiganGenerator
 
 logger = logging.getLogger(__name__)
+
+
+class LatentSynthesis(NamedTuple):
+    """Result of :meth:`Naturalspeech.synthesize_latents`: the decoder input and what timings need."""
+
+    latents: torch.Tensor
+    durations: torch.Tensor
+    frame_lengths: torch.Tensor
+    frame_mask: torch.Tensor
+    attention: torch.Tensor
 
 
 class Naturalspeech(BaseTTSE2E):
@@ -258,19 +274,25 @@ class Naturalspeech(BaseTTSE2E):
             outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches))
         return outputs
 
-    def encode_phonemes(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_phonemes(
+        self, tokens: torch.Tensor, token_lengths: torch.Tensor, sup_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Phoneme encoder over the phoneme ids, plus their sup-phonemes when the model has the sup-phoneme input.
 
         The sup-phoneme ids are computed here from the phoneme ids, in training and synthesis alike, so both always
-        segment with the BPE stored in the model.
+        segment with the BPE stored in the model. `sup_ids` given instead are used as they are: the BPE runs in
+        Python, so a traced graph (ONNX) takes them as an input.
 
         Shapes:
             - tokens: :math:`[B, T_text]`
             - token_lengths: :math:`[B]`
+            - sup_ids: :math:`[B, T_text]`
             - h: :math:`[B, C, T_text]`
             - x_mask: :math:`[B, 1, T_text]`
         """
-        extra = None if self.sup_phonemes is None else self.sup_phonemes(tokens, token_lengths)
+        extra = None
+        if self.sup_phonemes is not None:
+            extra = self.sup_phonemes(tokens, token_lengths) if sup_ids is None else self.sup_phonemes.emb(sup_ids)
         return self.phoneme_encoder(tokens, token_lengths, extra_embedding=extra)
 
     def _decoder_input(self, z: torch.Tensor, mask: torch.Tensor, switches: StageSwitches) -> torch.Tensor:
@@ -284,9 +306,54 @@ class Naturalspeech(BaseTTSE2E):
         z_prior = (mean + torch.randn_like(mean) * torch.exp(log_std) * noise_scale) * mask
         return self.flow.inverse(z_prior, mask)
 
+    @torch.no_grad()
+    def synthesize_latents(
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor,
+        noise_scale: float | torch.Tensor | None = None,
+        length_scale: float | torch.Tensor | None = None,
+        *,
+        durations: torch.Tensor | None = None,
+        sup_ids: torch.Tensor | None = None,
+    ) -> LatentSynthesis:
+        """Everything of synthesis before the waveform decoder: the decoder's input and the token durations.
+
+        The one inference path: :meth:`inference` decodes its latents, the ONNX export traces it (scales as tensors,
+        the frame axis follows the durations at run time), and streaming (`runtime/streaming.py`) decodes its latents
+        window by window. The flow and the memory bank run here once over the whole sentence; what is left, the
+        HiFi-GAN decoder, is convolutional, so it can decode any window of the latents given enough context.
+
+        Args:
+            tokens: Phoneme ids.
+            token_lengths: Valid tokens per item (each at least 1; checked by :meth:`inference`, not here).
+            noise_scale: Prior sampling temperature (0 is deterministic); None for the model's.
+            length_scale: Factor on the predicted durations (larger is slower speech); None for the model's.
+            durations: Frames per token to use instead of the durator's prediction.
+            sup_ids: Sup-phoneme ids instead of running the stored BPE (see :meth:`encode_phonemes`).
+
+        Shapes:
+            - tokens: :math:`[B, T_text]`
+            - token_lengths: :math:`[B]`
+            - out.latents: :math:`[B, C, T_feats]` (zero after each item's frames)
+            - out.durations: :math:`[B, T_text]` (frames, float)
+            - out.frame_lengths: :math:`[B]`
+            - out.frame_mask: :math:`[B, 1, T_feats]`
+            - out.attention: :math:`[B, T_feats, T_text]`
+        """
+        noise_scale = self.noise_scale if noise_scale is None else noise_scale
+        length_scale = self.length_scale if length_scale is None else length_scale
+        h, x_mask = self.encode_phonemes(tokens, token_lengths, sup_ids)
+        prior = self.durator(
+            h, x_mask, durations=durations, length_scale=length_scale, max_frames=self.args.max_inference_len
+        )
+        z = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, noise_scale)
+        z = self._decoder_input(z, prior.frame_mask, self._inference_switches())
+        return LatentSynthesis(z, prior.durations, prior.frame_lengths, prior.frame_mask, prior.attention)
+
     @torch.inference_mode()
     def inference(self, x: torch.Tensor, aux_input: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Synthesize waveforms from phoneme ids.
+        """Synthesize waveforms from phoneme ids: :meth:`synthesize_latents`, then the decoder on each item.
 
         Args:
             x: Phoneme ids.
@@ -304,31 +371,31 @@ class Naturalspeech(BaseTTSE2E):
             - y_mask: :math:`[B, 1, T_feats]`
         """
         aux_input = aux_input or {}
-        x_lengths = aux_input.get("x_lengths")
+        x_lengths = self._checked_lengths(x, aux_input.get("x_lengths"))
+        out = self.synthesize_latents(
+            x,
+            x_lengths,
+            aux_input.get("noise_scale"),
+            aux_input.get("length_scale"),
+            durations=aux_input.get("durations"),
+        )
+        return {
+            "model_outputs": self._decode_each(out.latents, out.frame_lengths),
+            "alignments": out.attention,
+            "durations": out.durations,
+            "frame_lengths": out.frame_lengths,
+            "y_mask": out.frame_mask,
+        }
+
+    @staticmethod
+    def _checked_lengths(x: torch.Tensor, x_lengths: torch.Tensor | None) -> torch.Tensor:
+        """`x_lengths`, or the full length of every row; a ValueError if an item has no token."""
         if x_lengths is None:
             x_lengths = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
         if x.size(1) == 0 or bool((x_lengths < 1).any()):
             msg = f"NaturalSpeech.inference: every item needs at least one token, got lengths {x_lengths.tolist()}."
             raise ValueError(msg)
-        noise_scale = aux_input.get("noise_scale", self.noise_scale)
-        length_scale = aux_input.get("length_scale", self.length_scale)
-        h, x_mask = self.encode_phonemes(x, x_lengths)
-        prior = self.durator(
-            h,
-            x_mask,
-            durations=aux_input.get("durations"),
-            length_scale=length_scale,
-            max_frames=self.args.max_inference_len,
-        )
-        z = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, noise_scale)
-        z = self._decoder_input(z, prior.frame_mask, self._inference_switches())
-        return {
-            "model_outputs": self._decode_each(z, prior.frame_lengths),
-            "alignments": prior.attention,
-            "durations": prior.durations,
-            "frame_lengths": prior.frame_lengths,
-            "y_mask": prior.frame_mask,
-        }
+        return x_lengths
 
     def synthesize(self, text: str, *args, **kwargs) -> dict[str, Any]:
         """`BaseTTS.synthesize`, but text that leaves nothing to speak is a clear error, not a click or a crash.
@@ -338,6 +405,46 @@ class Naturalspeech(BaseTTSE2E):
         text = strip_control_characters(text)
         self.speakable_ids(text, language=kwargs.get("language"))
         return super().synthesize(text, *args, **kwargs)
+
+    def inference_stream(
+        self,
+        text: str,
+        *,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        noise_scale: float | None = None,
+        length_scale: float | None = None,
+        language: str | None = None,
+    ) -> SynthesisStream:
+        """Synthesize `text` (one sentence, or a text to speak without pauses) as a stream of audio chunks.
+
+        The latents are computed once, up front; then each chunk is the decoder over `chunk_frames` latent frames and
+        their context (:attr:`decoder_context`). The joined chunks equal the waveform of :meth:`inference` for the
+        same latents (to float rounding). See `runtime/streaming.py`.
+
+        Args:
+            text: Text to speak; it must have something speakable (see :meth:`speakable_ids`).
+            chunk_frames: Latent frames per chunk (a chunk is `chunk_frames * hop_length` samples; the last one is
+                shorter).
+            noise_scale: Prior sampling temperature; None for the model's.
+            length_scale: Factor on the predicted durations; None for the model's.
+            language: Language of the text for the phonemizer, if the model has several.
+
+        Returns:
+            An iterator over 1-D float32 numpy chunks, which also carries the durations, the total length and
+            `timings()` before the first chunk is decoded.
+
+        Examples:
+            >>> stream = model.inference_stream("Hello world.")
+            >>> for chunk in stream:
+            ...     player.write(chunk)
+        """
+        ids = self.speakable_ids(text, language=language)
+        return SynthesisStream(self, ids, chunk_frames, noise_scale, length_scale, text=text, language=language)
+
+    @property
+    def decoder_context(self) -> DecoderContext:
+        """Latent frames of context the decoder needs on each side of a window (its receptive field)."""
+        return decoder_context_from_args(self.args)
 
     def speakable_ids(self, text: str, language: str | None = None) -> list[int]:
         """Token ids of `text` without control characters; a ValueError if nothing in it can be spoken.

@@ -417,7 +417,7 @@ class Durator(nn.Module):
         state_dict.setdefault(prefix + "log_duration_variance", torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def predicted_durations(self, log_durations: Tensor, x_mask: Tensor, length_scale: float = 1.0) -> Tensor:
+    def predicted_durations(self, log_durations: Tensor, x_mask: Tensor, length_scale: float | Tensor = 1.0) -> Tensor:
         """`clamp(exp(log_durations), min_duration, max_duration) * length_scale` in float32, zero on padding;
         `log_durations + var / 2` with `mean_corrected_durations`.
 
@@ -446,7 +446,7 @@ class Durator(nn.Module):
         h: Tensor,
         x_mask: Tensor,
         durations: Tensor | None = None,
-        length_scale: float = 1.0,
+        length_scale: float | Tensor = 1.0,
         max_frames: int | None = None,
     ) -> DuratorOutput:
         """Predict durations and expand the phoneme states to the frame-level prior.
@@ -456,7 +456,8 @@ class Durator(nn.Module):
             x_mask: Token mask.
             durations: Token durations in frames (e.g. from monotonic alignment search), used as given; None uses
                 the predicted ones. Hard length regulation rounds either to integers. Defaults to None.
-            length_scale: Factor on predicted durations; larger is slower speech. Defaults to 1.0.
+            length_scale: Factor on predicted durations (a number or a 0-d tensor); larger is slower speech. Defaults
+                to 1.0.
             max_frames: Most frames per item; None for no limit. Defaults to None.
 
         Returns:
@@ -484,7 +485,8 @@ class Durator(nn.Module):
         if self.upsampling is None:
             durations = torch.round(durations)
         frame_lengths = self.frame_lengths(durations, max_frames)
-        frame_mask = sequence_mask(frame_lengths, int(frame_lengths.max())).unsqueeze(1).to(h.dtype)
+        # a tensor-valued length, not `int(...)`: traced for ONNX, the frame axis then follows the durations at run time
+        frame_mask = sequence_mask(frame_lengths, frame_lengths.max()).unsqueeze(1).to(h.dtype)
         if self.upsampling is None:
             frame_hidden, attention = hard_length_regulation(h, durations, x_mask, frame_mask)
         else:

@@ -2,19 +2,16 @@
 
 The exported graph is `text -> phoneme encoder -> durator (predicted durations) -> z' ~ p(z'|y) -> f^-1 -> memory
 attention -> HiFi-GAN`, with the toolkit's VITS input/output names: `input` (token ids `[B, T_text]`), `input_lengths`
-(`[B]`) and `scales` (`[noise_scale, length_scale]`), output `output` (`[B, 1, T_wav]`). The discriminator and the
-posterior encoder are not in the graph.
+(`[B]`) and `scales` (`[noise_scale, length_scale]`), output `output` (`[B, 1, T_wav]`); a second output, `durations`
+(`[B, T_text]`, frames per token), gives timings (`runtime/timings.py`). The discriminator and the posterior encoder
+are not in the graph.
 
-Two parts of `Naturalspeech.inference` do not survive tracing and are rebuilt here from the same sub-modules:
-
-- `Durator.forward` sizes the frame mask with `int(frame_lengths.max())`, a Python number that tracing would freeze to
-  the dummy input's length. :class:`_OnnxInference` builds the mask from the tensor `frame_lengths.max()`, so the
-  number of frames follows the predicted durations at run time (`T_feats` is a dynamic axis of the graph).
-- `Naturalspeech._decode_each` loops over the batch in Python. The graph decodes the padded batch at once and zeroes
-  each item after `frame_lengths * hop` samples. For one item this is exactly the per-item decoding; for several
-  items the shorter ones differ from per-item decoding in the last ~receptive field of samples (HiFi-GAN sees the
-  zero padding). :func:`inference_onnx` therefore runs the graph one item at a time by default
-  (`per_item=True`), which reproduces PyTorch's batch-equals-per-item guarantee; `per_item=False` runs one batched call.
+The graph traces `Naturalspeech.synthesize_latents`, the same code `Naturalspeech.inference` runs, then the decoder.
+One difference remains: `Naturalspeech._decode_each` loops over the batch in Python, the graph decodes the padded
+batch at once and zeroes each item after `frame_lengths * hop` samples. For one item this is exactly the per-item
+decoding; for several items the shorter ones differ from per-item decoding in the last ~receptive field of samples
+(HiFi-GAN sees the zero padding). :func:`inference_onnx` therefore runs the graph one item at a time by default
+(`per_item=True`), which reproduces PyTorch's batch-equals-per-item guarantee; `per_item=False` runs one batched call.
 
 `inference_onnx` needs only numpy and onnxruntime; torch tensors are accepted and converted. `export_onnx(...,
 quantize=True)` writes the same graph with an int8 HiFi-GAN decoder (`onnx_quantization.py`) for faster CPU serving.
@@ -46,11 +43,13 @@ logger = logging.getLogger(__name__)
 
 OPSET_VERSION = 18  # what the toolkit's VITS export uses
 INPUT_NAMES = ["input", "input_lengths", "scales"]
-OUTPUT_NAMES = ["output"]
+OUTPUT_NAMES = ["output"]  # what `inference_onnx` reads; the graph has `durations` after it
+GRAPH_OUTPUT_NAMES = [*OUTPUT_NAMES, "durations"]
 DYNAMIC_AXES = {
     "input": {0: "batch_size", 1: "phonemes"},
     "input_lengths": {0: "batch_size"},
     "output": {0: "batch_size", 2: "samples"},
+    "durations": {0: "batch_size", 1: "phonemes"},
 }
 SUP_INPUT_NAME = "sup_ids"  # the graph input of models with the sup-phoneme input, after INPUT_NAMES
 SUP_PHONEME_METADATA_KEY = "naturalspeech_sup_phoneme_bpe"  # the sup-phoneme BPE (`SupPhonemeTokenizer.to_json`)
@@ -66,7 +65,7 @@ DEFAULT_CALIBRATION_TEXTS = [
 
 
 class _OnnxInference(nn.Module):
-    """Trace-friendly copy of `Naturalspeech.inference` (predicted durations, no speaker/language inputs).
+    """`Naturalspeech.synthesize_latents`, then the decoder over the padded batch: the traced single graph.
 
     Shapes:
         - tokens: :math:`[B, T_text]` (int64)
@@ -74,41 +73,21 @@ class _OnnxInference(nn.Module):
         - scales: :math:`[2]` (float32) `[noise_scale, length_scale]`
         - sup_ids: :math:`[B, T_text]` (int64), only for a model with the sup-phoneme input
         - output: :math:`[B, 1, T_wav]`, zero after each item's `frame_length * hop` samples
+        - durations: :math:`[B, T_text]` (float32) frames per token, for timings
     """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.switches = model._inference_switches()
         self.hop_length = model.config.audio.hop_length
-        self.max_frames = model.args.max_inference_len
 
-    def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, sup_ids: Tensor | None = None) -> Tensor:
-        model, durator = self.model, self.model.durator
-        noise_scale, length_scale = scales[0], scales[1]
-        # the sup-phoneme ids come in as an input: the BPE that `Naturalspeech.encode_phonemes` runs is not traceable
-        extra = None if sup_ids is None else model.sup_phonemes.emb(sup_ids)
-        h, x_mask = model.phoneme_encoder(tokens, token_lengths, extra_embedding=extra)
-        log_durations = durator.duration_predictor(h, x_mask)
-        durations = durator.predicted_durations(log_durations, x_mask, length_scale)
-        if durator.upsampling is None:
-            durations = torch.round(durations)
-        frame_lengths = durator.frame_lengths(durations, self.max_frames)
-        # tensor-valued max length: the frame axis stays dynamic in the traced graph
-        frame_mask = sequence_mask(frame_lengths, frame_lengths.max()).unsqueeze(1).to(h.dtype)  # [B, 1, T_feats]
-        if durator.upsampling is None:
-            from TTS.tts.layers.naturalspeech.durator import hard_length_regulation
-
-            frame_hidden, _ = hard_length_regulation(h, durations, x_mask, frame_mask)
-        else:
-            frame_hidden, _ = durator.upsampling(h, x_mask, durations, frame_mask)
-        prior_mean = durator.proj_mean(frame_hidden) * frame_mask
-        prior_log_std = durator.proj_log_std(frame_hidden) * frame_mask
-        z = model._sample_prior(prior_mean, prior_log_std, frame_mask, noise_scale)
-        z = model._decoder_input(z, frame_mask, self.switches)
-        wav = model.waveform_decoder(z)  # [B, 1, T_feats * hop]
-        wav_mask = sequence_mask(frame_lengths * self.hop_length, wav.size(2)).unsqueeze(1).to(wav.dtype)
-        return wav * wav_mask
+    def forward(
+        self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, sup_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        out = self.model.synthesize_latents(tokens, token_lengths, scales[0], scales[1], sup_ids=sup_ids)
+        wav = self.model.waveform_decoder(out.latents)  # [B, 1, T_feats * hop]
+        wav_mask = sequence_mask(out.frame_lengths * self.hop_length, wav.size(2)).unsqueeze(1).to(wav.dtype)
+        return wav * wav_mask, out.durations
 
 
 def export_copy(model: nn.Module) -> nn.Module:
@@ -182,7 +161,7 @@ def _export_float(model: nn.Module, output_path: Path, verbose: bool) -> Path:
             str(output_path),
             opset_version=OPSET_VERSION,
             input_names=input_names,
-            output_names=OUTPUT_NAMES,
+            output_names=GRAPH_OUTPUT_NAMES,
             dynamic_axes=dynamic_axes,
             verbose=verbose,
             dynamo=False,
@@ -196,14 +175,18 @@ def _store_sup_phonemes(model: nn.Module, path: Path) -> None:
     Done on the final file: the int8 pass writes a new model and need not keep the float graph's metadata.
     """
     sup_phonemes = getattr(model, "sup_phonemes", None)
-    if sup_phonemes is None:
-        return
+    if sup_phonemes is not None:
+        store_metadata(path, {SUP_PHONEME_METADATA_KEY: sup_phonemes.tokenizer.to_json()})
+
+
+def store_metadata(path: str | Path, entries: dict[str, str]) -> None:
+    """Set `entries` in the metadata of the ONNX file at `path` (replacing entries of the same keys)."""
     import onnx
 
     graph = onnx.load(str(path))
-    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != SUP_PHONEME_METADATA_KEY]
+    kept = [(p.key, p.value) for p in graph.metadata_props if p.key not in entries]
     del graph.metadata_props[:]
-    for key, value in [*kept, (SUP_PHONEME_METADATA_KEY, sup_phonemes.tokenizer.to_json())]:
+    for key, value in [*kept, *entries.items()]:
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(graph, str(path))
@@ -279,7 +262,7 @@ def inference_onnx(
         raise ValueError(msg)
     scales = np.array([noise_scale, length_scale], dtype=np.float32)
     if SUP_INPUT_NAME in {i.name for i in session.get_inputs()}:
-        sup_ids = _session_sup_ids(session, x, x_lengths) if sup_ids is None else _as_int64(sup_ids).reshape(x.shape)
+        sup_ids = session_sup_ids(session, x, x_lengths) if sup_ids is None else _as_int64(sup_ids).reshape(x.shape)
     else:
         sup_ids = None
 
@@ -303,7 +286,7 @@ def _as_int64(values: Any) -> np.ndarray:
     return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.int64)
 
 
-def _session_sup_ids(session: Any, x: np.ndarray, x_lengths: np.ndarray) -> np.ndarray:
+def session_sup_ids(session: Any, x: np.ndarray, x_lengths: np.ndarray) -> np.ndarray:
     """The sup-phoneme ids of a padded batch, from the BPE in the session's model metadata."""
     metadata = session.get_modelmeta().custom_metadata_map
     if SUP_PHONEME_METADATA_KEY not in metadata:

@@ -1,0 +1,274 @@
+"""Streaming with ONNX Runtime: two graphs, text -> latents + durations, and latent window -> audio.
+
+`export_streaming_onnx` writes, into one folder:
+
+- `latents.onnx`: a trace of `Naturalspeech.synthesize_latents` (phoneme encoder, durator, prior sample, inverse flow,
+  memory bank). Inputs as the single graph of `onnx_export.py` (`input`, `input_lengths`, `scales`, and `sup_ids` for
+  a model with the sup-phoneme input); outputs `latents` (`[B, C, T_feats]`, zero after each item's frames),
+  `durations` (`[B, T_text]`, frames per token: the timings, `timings.py`) and `frame_lengths` (`[B]`).
+- `decoder.onnx`: the HiFi-GAN decoder, input `latents` (`[B, C, T_window]`, any length), output `audio`
+  (`[B, 1, T_window * hop]`); with `quantize=True` also `decoder_int8.onnx`, its convolutions static int8
+  (`onnx_quantization.py`), calibrated on the latents of `calibration_texts`.
+
+Every file's metadata holds what a runtime needs besides the graphs: the hop length, the sample rate, the decoder's
+context in frames (`streaming.decoder_context`) and the model's default scales (and the sup-phoneme BPE in
+`latents.onnx`). :class:`OnnxStreamingSynthesizer` runs the pair through onnxruntime on numpy arrays, with the window
+arithmetic of the PyTorch stream (`streaming.plan_windows`), so both streams cut the same windows.
+"""
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from TTS.tts.layers.naturalspeech.runtime.onnx_export import (
+    DYNAMIC_AXES,
+    INPUT_NAMES,
+    OPSET_VERSION,
+    SUP_INPUT_NAME,
+    SUP_PHONEME_METADATA_KEY,
+    calibration_feeds,
+    export_copy,
+    load_onnx,
+    session_sup_ids,
+    store_metadata,
+)
+from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
+from TTS.tts.layers.naturalspeech.runtime.streaming import (
+    DEFAULT_CHUNK_FRAMES,
+    DecoderContext,
+    LatentStream,
+)
+
+logger = logging.getLogger(__name__)
+
+LATENTS_FILE, DECODER_FILE, DECODER_INT8_FILE = "latents.onnx", "decoder.onnx", "decoder_int8.onnx"
+LATENTS_OUTPUTS = ["latents", "durations", "frame_lengths"]
+DECODER_INPUT, DECODER_OUTPUT = "latents", "audio"
+HOP_LENGTH_KEY = "naturalspeech_hop_length"
+SAMPLE_RATE_KEY = "naturalspeech_sample_rate"
+CONTEXT_KEY = "naturalspeech_decoder_context"  # "left,right" latent frames
+SCALES_KEY = "naturalspeech_scales"  # "noise_scale,length_scale", the model's defaults
+
+
+class StreamingOnnxFiles(NamedTuple):
+    """The files `export_streaming_onnx` wrote (`decoder_int8` is None without `quantize`)."""
+
+    latents: Path
+    decoder: Path
+    decoder_int8: Path | None
+
+
+def export_streaming_onnx(
+    model: Any,
+    output_dir: str | Path,
+    *,
+    quantize: bool = False,
+    calibration_texts: Sequence[str] | None = None,
+    verbose: bool = False,
+) -> StreamingOnnxFiles:
+    """Export a NaturalSpeech model as the two graphs of streaming synthesis (see the module docstring).
+
+    Args:
+        model: A `Naturalspeech` model (left unchanged; a CPU copy is exported).
+        output_dir: Folder to write `latents.onnx`, `decoder.onnx` (and `decoder_int8.onnx`) into; created if needed.
+        quantize: Also write `decoder_int8.onnx`, the decoder with static int8 convolutions (faster on CPUs with
+            VNNI for paper-size decoders; see `onnx_quantization.py`). Defaults to False.
+        calibration_texts: Sentences whose latents calibrate the int8 activation ranges (`quantize` only); defaults
+            as in `onnx_export.export_onnx`.
+        verbose: Print the exported graphs. Defaults to False.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    feeds = calibration_feeds(model, calibration_texts) if quantize else None  # bad texts fail before the export
+    export_model = export_copy(model)
+    files = StreamingOnnxFiles(output_dir / LATENTS_FILE, output_dir / DECODER_FILE, None)
+    with torch.no_grad():
+        _export_latents(export_model, files.latents, verbose)
+        _export_decoder(export_model, files.decoder, verbose)
+    context = model.decoder_context
+    metadata = {
+        HOP_LENGTH_KEY: str(model.config.audio.hop_length),
+        SAMPLE_RATE_KEY: str(model.config.audio.sample_rate),
+        CONTEXT_KEY: f"{context.left},{context.right}",
+        SCALES_KEY: f"{model.noise_scale},{model.length_scale}",
+    }
+    sup_phonemes = getattr(model, "sup_phonemes", None)
+    latents_metadata = dict(metadata)
+    if sup_phonemes is not None:
+        latents_metadata[SUP_PHONEME_METADATA_KEY] = sup_phonemes.tokenizer.to_json()
+    store_metadata(files.latents, latents_metadata)
+    store_metadata(files.decoder, metadata)
+    if quantize:
+        files = files._replace(decoder_int8=output_dir / DECODER_INT8_FILE)
+        latents_session = load_onnx(files.latents)
+        decoder_feeds = []
+        for feed in feeds:
+            latents, lengths = latents_session.run(["latents", "frame_lengths"], feed)
+            decoder_feeds.append({DECODER_INPUT: latents[:, :, : int(lengths[0])]})
+        quantize_decoder(files.decoder, files.decoder_int8, decoder_feeds)
+        store_metadata(files.decoder_int8, metadata)
+    logger.info("NaturalSpeech exported for streaming to %s: %s", output_dir, ", ".join(p.name for p in files if p))
+    return files
+
+
+class _LatentsGraph(nn.Module):
+    """`Naturalspeech.synthesize_latents` with the scales as one tensor input, as in `onnx_export._OnnxInference`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, sup_ids: Tensor | None = None):
+        out = self.model.synthesize_latents(tokens, token_lengths, scales[0], scales[1], sup_ids=sup_ids)
+        return out.latents, out.durations, out.frame_lengths
+
+
+class _DecoderGraph(nn.Module):
+    """The decoder under the model's attribute name, so the traced nodes read `/waveform_decoder/...`: the scope the
+    int8 pass quantizes (`onnx_quantization.DECODER_SCOPE`)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.waveform_decoder = model.waveform_decoder
+
+    def forward(self, latents: Tensor) -> Tensor:
+        return self.waveform_decoder(latents)
+
+
+def _export_latents(model: nn.Module, path: Path, verbose: bool) -> None:
+    tokens = torch.randint(low=1, high=max(2, model.args.num_chars), size=(1, 50), dtype=torch.long)
+    inputs = (tokens, torch.tensor([tokens.size(1)]), torch.tensor([model.noise_scale, model.length_scale]))
+    input_names = list(INPUT_NAMES)
+    dynamic_axes = {
+        "input": DYNAMIC_AXES["input"],
+        "input_lengths": DYNAMIC_AXES["input_lengths"],
+        "latents": {0: "batch_size", 2: "frames"},
+        "durations": {0: "batch_size", 1: "phonemes"},
+        "frame_lengths": {0: "batch_size"},
+    }
+    if getattr(model, "sup_phonemes", None) is not None:
+        inputs = (*inputs, torch.zeros_like(tokens))
+        input_names.append(SUP_INPUT_NAME)
+        dynamic_axes[SUP_INPUT_NAME] = DYNAMIC_AXES["input"]
+    torch.onnx.export(
+        _LatentsGraph(model).eval(),
+        inputs,
+        str(path),
+        opset_version=OPSET_VERSION,
+        input_names=input_names,
+        output_names=LATENTS_OUTPUTS,
+        dynamic_axes=dynamic_axes,
+        verbose=verbose,
+        dynamo=False,
+    )
+
+
+def _export_decoder(model: nn.Module, path: Path, verbose: bool) -> None:
+    torch.onnx.export(
+        _DecoderGraph(model).eval(),
+        (torch.randn(1, model.args.hidden_channels, 40),),
+        str(path),
+        opset_version=OPSET_VERSION,
+        input_names=[DECODER_INPUT],
+        output_names=[DECODER_OUTPUT],
+        dynamic_axes={DECODER_INPUT: {0: "batch_size", 2: "frames"}, DECODER_OUTPUT: {0: "batch_size", 2: "samples"}},
+        verbose=verbose,
+        dynamo=False,
+    )
+
+
+class OnnxStreamingSynthesizer:
+    """Streaming synthesis with the two graphs of :func:`export_streaming_onnx`, on numpy arrays with onnxruntime.
+
+    Args:
+        latents_path: `latents.onnx`.
+        decoder_path: `decoder.onnx` or `decoder_int8.onnx`.
+        threads: CPU threads of each session; None for all.
+        cuda: Run on CUDA when available.
+
+    Examples:
+        >>> synth = OnnxStreamingSynthesizer.from_dir("exported", int8=True)
+        >>> stream = synth.stream(token_ids)
+        >>> stream.timings(tokenizer)  # before any audio is decoded
+        >>> for chunk in stream:
+        ...     player.write(chunk)
+    """
+
+    def __init__(self, latents_path: str | Path, decoder_path: str | Path, *, threads: int | None = None, cuda=False):
+        self.latents_session = load_onnx(latents_path, cuda=cuda, threads=threads)
+        self.decoder_session = load_onnx(decoder_path, cuda=cuda, threads=threads)
+        metadata = self.decoder_session.get_modelmeta().custom_metadata_map
+        missing = [k for k in (HOP_LENGTH_KEY, SAMPLE_RATE_KEY, CONTEXT_KEY, SCALES_KEY) if k not in metadata]
+        if missing:
+            msg = f"{decoder_path} lacks the streaming metadata {missing}: export it with `export_streaming_onnx`."
+            raise ValueError(msg)
+        self.hop_length = int(metadata[HOP_LENGTH_KEY])
+        self.sample_rate = int(metadata[SAMPLE_RATE_KEY])
+        self.context = DecoderContext(*(int(v) for v in metadata[CONTEXT_KEY].split(",")))
+        self.noise_scale, self.length_scale = (float(v) for v in metadata[SCALES_KEY].split(","))
+        self._takes_sup_ids = SUP_INPUT_NAME in {i.name for i in self.latents_session.get_inputs()}
+
+    @classmethod
+    def from_dir(cls, directory: str | Path, *, int8: bool = False, **kwargs) -> "OnnxStreamingSynthesizer":
+        """The synthesizer of an export folder; `int8` picks `decoder_int8.onnx`."""
+        directory = Path(directory)
+        return cls(directory / LATENTS_FILE, directory / (DECODER_INT8_FILE if int8 else DECODER_FILE), **kwargs)
+
+    def latents(
+        self,
+        token_ids: Sequence[int],
+        noise_scale: float | None = None,
+        length_scale: float | None = None,
+        sup_ids: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder input `[1, C, T_feats]` and the durations `[T_text]` of one sentence's token ids."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        if ids.shape[1] == 0:
+            raise ValueError("OnnxStreamingSynthesizer: no token ids to synthesize")
+        noise_scale = self.noise_scale if noise_scale is None else noise_scale
+        length_scale = self.length_scale if length_scale is None else length_scale
+        lengths = np.array([ids.shape[1]], dtype=np.int64)
+        feed = {"input": ids, "input_lengths": lengths, "scales": np.array([noise_scale, length_scale], np.float32)}
+        if self._takes_sup_ids:
+            sup = session_sup_ids(self.latents_session, ids, lengths) if sup_ids is None else sup_ids
+            feed[SUP_INPUT_NAME] = np.asarray(sup, dtype=np.int64).reshape(ids.shape)
+        latents, durations, frame_lengths = self.latents_session.run(LATENTS_OUTPUTS, feed)
+        return latents[:, :, : int(frame_lengths[0])], durations[0]
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """The decoder on a latent window `[1, C, T_window]`: audio `[T_window * hop]`."""
+        return self.decoder_session.run([DECODER_OUTPUT], {DECODER_INPUT: latents})[0][0, 0]
+
+    def stream(
+        self,
+        token_ids: Sequence[int],
+        *,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        noise_scale: float | None = None,
+        length_scale: float | None = None,
+        sup_ids: Sequence[int] | None = None,
+        tokenizer: Any = None,
+        text: str | None = None,
+    ) -> LatentStream:
+        """Synthesize one sentence's token ids as a stream of float32 audio chunks (latents once, then windows).
+
+        `tokenizer` (and `text`) are only kept for the stream's `timings()`.
+        """
+        latents, durations = self.latents(token_ids, noise_scale, length_scale, sup_ids)
+        return LatentStream(
+            self.decode,
+            latents,
+            token_ids=token_ids,
+            durations=durations,
+            hop_length=self.hop_length,
+            sample_rate=self.sample_rate,
+            chunk_frames=chunk_frames,
+            context=self.context,
+            tokenizer=tokenizer,
+            text=text,
+        )
