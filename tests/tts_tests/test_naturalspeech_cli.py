@@ -157,7 +157,7 @@ def test_missing_checkpoint_is_named(tmp_path):
 def test_console_script_is_declared_and_installed():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    assert scripts == {"naturalspeech-tts": f"{MODULE}:main"}
+    assert scripts["naturalspeech-tts"] == f"{MODULE}:main"
     if not SCRIPT.exists():
         pytest.skip(f"{SCRIPT} not installed yet: `make setup` reinstalls the package with its console script")
     result = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, timeout=300, check=False)
