@@ -23,10 +23,13 @@ lint: setup
 
 setup: system-deps $(VENV)/.installed
 
-# espeak-ng phonemizes text; ffmpeg's shared libraries are what torchcodec (and so torchaudio) loads audio with.
+# espeak-ng phonemizes text; ffmpeg's shared libraries are what torchcodec (and so torchaudio) loads audio with;
+# chromium and its driver run the server's web page in the browser test (tests/tts_tests/test_naturalspeech_web_page.py).
 system-deps:
-	@if ! command -v espeak-ng >/dev/null || ! command -v ffmpeg >/dev/null; then \
-		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y espeak-ng ffmpeg; \
+	@if ! command -v espeak-ng >/dev/null || ! command -v ffmpeg >/dev/null \
+		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y \
+			espeak-ng ffmpeg chromium chromium-driver; \
 	fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt build_backend/backend.py
