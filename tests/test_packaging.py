@@ -40,6 +40,7 @@ def test_wheel_holds_only_addon_files(wheel_path):
     assert "TTS/tts/layers/naturalspeech/__init__.py" in payload
     for subpackage in ("runtime", "pretraining"):
         assert f"TTS/tts/layers/naturalspeech/{subpackage}/__init__.py" in payload
+    assert "TTS/tts/layers/naturalspeech/runtime/web/index.html" in payload  # the server's page
     strays = [name for name in payload if not name.startswith(ALLOWED_PREFIXES)]
     assert strays == [], f"the wheel would overwrite or add files outside the add-on: {strays}"
     for coqui_init in ("TTS/__init__.py", "TTS/tts/__init__.py", "TTS/tts/models/__init__.py"):
@@ -62,8 +63,14 @@ def _entry_points(wheel: Path) -> str:
     return zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
 
 
-def test_wheels_install_the_naturalspeech_tts_command(wheel_path, tmp_path):
-    script = "naturalspeech-tts = TTS.tts.layers.naturalspeech.runtime.cli:main"
+@pytest.mark.parametrize(
+    "script",
+    [
+        "naturalspeech-tts = TTS.tts.layers.naturalspeech.runtime.cli:main",
+        "naturalspeech-server = TTS.tts.layers.naturalspeech.runtime.server:main",
+    ],
+)
+def test_wheels_install_the_naturalspeech_commands(wheel_path, tmp_path, script):
     assert "[console_scripts]" in _entry_points(wheel_path) and script in _entry_points(wheel_path)
     # the editable wheel of the in-tree backend (what `make setup` installs) keeps the entry points too
     code = "import sys; sys.path.insert(0, 'build_backend'); import backend; print(backend.build_editable(sys.argv[1]))"
