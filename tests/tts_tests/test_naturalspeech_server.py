@@ -225,6 +225,11 @@ def test_stream_joins_to_the_whole_wav(server):
     assert document["num_samples"] == whole.size
     assert document["words"] == timings["words"]
     assert document["phonemes"][-1]["end_sample"] == whole.size
+    # on request the stream carries the same word timings in a header, before its first chunk
+    status, body, stream_headers = _request(url, "/api/tts/stream", {**fields, "timings": "1"})
+    assert status == 200, body[:500]
+    assert json.loads(stream_headers["X-Timings"]) == timings
+    assert "X-Timings" not in _request(url, "/api/tts/stream", fields)[2]
 
 
 @pytest.mark.slow
@@ -277,6 +282,7 @@ def test_first_bytes_arrive_before_the_whole_synthesis(server):
         ({"text": "Hello.", "noise_scale": "loud"}, None, "'noise_scale' must be a number"),
         ({"text": "Hello.", "length_scale": "0"}, None, "'length_scale' must be between"),
         ({"text": "Hello.", "noise_scale": "nan"}, None, "'noise_scale' must be between"),
+        ({"text": "Hello.", "timings": "maybe"}, None, "'timings' must be true/false"),
         (None, ["Hello."], "must be an object"),
         (None, {"text": 42}, "'text' must be a string"),
     ],

@@ -14,6 +14,8 @@ deterministic) and `length_scale`):
 - `/api/tts/stream`: the same audio as a stream: a WAV header whose sizes say "unknown length" (0xFFFFFFFF), then
   16-bit PCM chunk by chunk as the decoder produces it (chunked transfer encoding; `X-Sample-Rate` too). The joined
   body is the same audio as `/api/tts` (to one least significant bit, float rounding of the windowed decoding).
+  With `timings=1` the word timings of the whole text come first, in the `X-Timings` header (computed from the
+  durations of every sentence before the first chunk: a later first chunk for a long text).
 - `/api/timings`: phoneme and word timings as JSON, from the durations only (no decoding); the durations do not
   depend on the sampling noise, so they are the timings of either audio endpoint.
 - `GET /api/info`: sample rate and limits.
@@ -94,6 +96,7 @@ class SynthesisRequest:
     noise_scale: float | None
     length_scale: float | None
     deadline: float
+    timings: bool = False  # the stream's word timings in a header (computed before the first chunk)
 
 
 class SpeechService:
@@ -135,6 +138,20 @@ class SpeechService:
     def timings(self, stream: SynthesisStream) -> dict[str, list[dict[str, Any]]]:
         with self._frontend_lock:
             return stream.timings()
+
+    def joined_timings(self, request: SynthesisRequest) -> tuple[dict[str, list[dict[str, Any]]], int]:
+        """The timings of the whole text on one time line, and its length in samples, without decoding any audio.
+
+        The durations do not depend on the sampling noise, so they are the timings of any synthesis of the text.
+        """
+        streams = self.streams(request, sys.maxsize)
+        joined: dict[str, list[dict[str, Any]]] = {"phonemes": [], "words": []}
+        offset = 0
+        for stream in _chain(first_stream(streams, request.text), streams):
+            for key, entries in shift_timings(self.timings(stream), offset, self.sample_rate).items():
+                joined[key].extend(entries)
+            offset += stream.num_samples
+        return joined, offset
 
     def _locked_split(self, block: str) -> list[str]:
         if self._split_sentences is None:
@@ -269,11 +286,7 @@ def create_app(service: SpeechService):
             wav.setframerate(service.sample_rate)
             wav.writeframes(b"".join(pcm))
         response = flask.Response(body.getvalue(), mimetype="audio/wav")
-        timings = json.dumps({"sample_rate": service.sample_rate, "words": words}, separators=(",", ":"))
-        if len(timings) <= TIMINGS_HEADER_MAX_BYTES:
-            response.headers["X-Timings"] = timings  # ASCII: json.dumps escapes IPA symbols
-        else:
-            response.headers["X-Timings-Omitted"] = "too large for a header: POST the text to /api/timings"
+        _set_timings_header(response, service.sample_rate, words)
         response.headers["X-Sample-Rate"] = str(service.sample_rate)
         return response
 
@@ -282,6 +295,8 @@ def create_app(service: SpeechService):
         request = _parse_request(settings)
         release = service.admission.acquire(request.deadline)
         try:
+            # on request, the timings of the whole text first (durations only): they go in a header, before audio
+            timed = service.joined_timings(request)[0]["words"] if request.timings else None
             streams = service.streams(request, settings.chunk_frames)
             stream = first_stream(streams, request.text)
             first_chunk = streaming_wav_header(service.sample_rate) + pcm16(next(stream))
@@ -306,6 +321,8 @@ def create_app(service: SpeechService):
 
         response = flask.Response(body(), mimetype="audio/wav")
         response.call_on_close(release)  # also when the client leaves before the body started
+        if timed is not None:
+            _set_timings_header(response, service.sample_rate, timed)
         response.headers.update(
             {"X-Sample-Rate": str(service.sample_rate), "X-Audio-Format": "pcm_s16le", "Cache-Control": "no-store"}
         )
@@ -316,18 +333,20 @@ def create_app(service: SpeechService):
         request = _parse_request(settings)
         release = service.admission.acquire(request.deadline)
         try:
-            streams = service.streams(request, sys.maxsize)
-            joined: dict[str, list[dict[str, Any]]] = {"phonemes": [], "words": []}
-            offset = 0
-            for stream in _chain(first_stream(streams, request.text), streams):
-                for key, entries in shift_timings(service.timings(stream), offset, service.sample_rate).items():
-                    joined[key].extend(entries)
-                offset += stream.num_samples
+            joined, num_samples = service.joined_timings(request)
         finally:
             release()
-        return flask.jsonify({"sample_rate": service.sample_rate, "num_samples": offset, **joined})
+        return flask.jsonify({"sample_rate": service.sample_rate, "num_samples": num_samples, **joined})
 
     return app
+
+
+def _set_timings_header(response: Any, sample_rate: int, words: list[dict[str, Any]]) -> None:
+    timings = json.dumps({"sample_rate": sample_rate, "words": words}, separators=(",", ":"))
+    if len(timings) <= TIMINGS_HEADER_MAX_BYTES:
+        response.headers["X-Timings"] = timings  # ASCII: json.dumps escapes IPA symbols
+    else:
+        response.headers["X-Timings-Omitted"] = "too large for a header: POST the text to /api/timings"
 
 
 def _chain(first: SynthesisStream, rest: Iterator[SynthesisStream]) -> Iterator[SynthesisStream]:
@@ -364,7 +383,17 @@ def _parse_request(settings: ServerSettings) -> SynthesisRequest:
         _scale(data, "noise_scale", 0.0, 10.0),
         _scale(data, "length_scale", 0.1, 10.0),
         deadline,
+        _flag(data, "timings"),
     )
+
+
+def _flag(data: Any, name: str) -> bool:
+    value = data.get(name)
+    if value in (None, "", False, "0", "false", 0):
+        return False
+    if value in (True, "1", "true", 1):
+        return True
+    raise UserError(f"field '{name}' must be true/false or 1/0, got {value!r}")
 
 
 def _scale(data: Any, name: str, low: float, high: float) -> float | None:
