@@ -17,12 +17,14 @@ text the time to the first audio: Piper yields a whole first sentence, NaturalSp
 
     .venv/bin/python benchmarks/serving_speed.py --reps 3          # both parts; results/serving_speed.{json,csv}
     .venv/bin/python benchmarks/serving_speed.py --part piper --threads 1 2
+    .venv/bin/python benchmarks/serving_speed.py --plot-from benchmarks/results/serving_speed.json   # the figure
 """
 
 import argparse
 import json
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -240,6 +242,47 @@ def piper_part(args) -> tuple[list[dict], dict]:
     return rows, sizes
 
 
+def plot(record: dict, path) -> None:
+    """Left: whole vs first-chunk latency against input tokens; right: Piper vs NaturalSpeech RTF and first audio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key in dict.fromkeys((row["size"], row["backend"]) for row in record["latency"]):
+        rows = [row for row in record["latency"] if (row["size"], row["backend"]) == key]
+        tokens = [row["tokens"] for row in rows]
+        (line,) = left.plot(tokens, [row["whole_s"] for row in rows], marker="o", label=f"{key[0]} {key[1]}: whole")
+        left.plot(
+            tokens,
+            [row["first_chunk_s"] for row in rows],
+            marker="x",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{key[0]} {key[1]}: first chunk",
+        )
+    left.set(xlabel="input tokens", ylabel="seconds", yscale="log", title="Time to first audio vs whole synthesis")
+    left.legend(fontsize=7)
+    piper = record["piper"]
+    if piper:
+        x = np.arange(len(piper))
+        width = 0.2
+        bars = [
+            ("RTF Piper", "rtf_piper"),
+            ("RTF NaturalSpeech int8", "rtf_naturalspeech_int8"),
+            ("first audio Piper (s)", "first_audio_piper_s"),
+            ("first audio NaturalSpeech (s)", "first_audio_naturalspeech_s"),
+        ]
+        for offset, (label, column) in enumerate(bars):
+            right.bar(x + (offset - 1.5) * width, [row[column] for row in piper], width, label=label)
+        right.set_xticks(x, [f"{row['threads']} thread(s)" for row in piper])
+        right.set(title="Piper medium vs NaturalSpeech (same decoder size), ONNX Runtime")
+        right.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main() -> None:
     install_source_finder()  # this checkout's add-on, whatever the environment's editable install points at
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -251,8 +294,12 @@ def main() -> None:
     parser.add_argument("--latency-threads", type=int, default=1)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="ONNX Runtime threads (piper part)")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--plot-from", type=Path, help="only draw the figure of an earlier serving_speed.json")
     add_common_arguments(parser)
     args = parser.parse_args()
+    if args.plot_from:
+        plot(json.loads(args.plot_from.read_text(encoding="utf-8")), args.out_dir / "serving_speed.png")
+        return
     if args.quick:
         args.sizes, args.tokens, args.reps, args.threads = ["tiny"], [20], 1, [1]
     print(header("serving speed"))
@@ -270,6 +317,7 @@ def main() -> None:
         write_csv(args.out_dir / "serving_speed_latency.csv", latency_rows, LATENCY_COLUMNS)
     if piper_rows:
         write_csv(args.out_dir / "serving_speed_piper.csv", piper_rows, PIPER_COLUMNS)
+    plot({"latency": latency_rows, "piper": piper_rows}, args.out_dir / "serving_speed.png")
 
 
 if __name__ == "__main__":
