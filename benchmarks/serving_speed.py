@@ -277,7 +277,7 @@ def plot(record: dict, path) -> None:
         for offset, (label, column) in enumerate(bars):
             right.bar(x + (offset - 1.5) * width, [row[column] for row in piper], width, label=label)
         right.set_xticks(x, [f"{row['threads']} thread(s)" for row in piper])
-        right.set(title="Piper medium vs NaturalSpeech (same decoder size), ONNX Runtime")
+        right.set(title="Piper medium vs NaturalSpeech (same decoder), ORT")
         right.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
