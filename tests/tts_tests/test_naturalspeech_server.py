@@ -443,3 +443,47 @@ def test_full_queue_is_a_503_with_retry_after(run_dir, tmp_path):  # noqa: F811
         busy.close()
     finally:
         _stop(process)
+
+
+@pytest.mark.slow
+def test_onnx_backend_serves_the_same_audio(server, run_dir, tmp_path):  # noqa: F811
+    """`--onnx_dir`: the streaming graphs of the same checkpoint through ONNX Runtime, stream and whole alike."""
+    pytest.importorskip("onnxruntime")
+    from TTS.config import load_config
+    from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import export_streaming_onnx
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    config = load_config(str(run_dir / "config.json"))
+    model = Naturalspeech.init_from_config(config)
+    model.load_checkpoint(config, str(run_dir / "best_model.pth"), eval=True)
+    export_streaming_onnx(model, tmp_path / "onnx")
+    status, body, _ = _start_server_and_check_missing_graphs(run_dir, tmp_path)
+    assert status != 0 and "lacks decoder_int8.onnx" in body
+
+    fields = {"text": " ".join(SENTENCES[:2]), "noise_scale": "0"}
+    status, torch_body, _ = _request(server[0], "/api/tts", fields)
+    assert status == 200
+    process, url = _start_server(run_dir, tmp_path / "onnx_server.log", "--onnx_dir", str(tmp_path / "onnx"))
+    try:
+        assert json.loads(_request(url, "/api/info", method="GET")[1])["backend"] == "onnxruntime"
+        status, whole_body, headers = _request(url, "/api/tts", fields)
+        assert status == 200, whole_body[:500]
+        status, stream_body, _ = _request(url, "/api/tts/stream", fields)
+        assert status == 200, stream_body[:500]
+    finally:
+        _stop(process)
+    torch_pcm, onnx_pcm = _wav_pcm(torch_body)[0].astype(np.int32), _wav_pcm(whole_body)[0].astype(np.int32)
+    streamed = _stream_pcm(stream_body)[0].astype(np.int32)
+    assert onnx_pcm.size == torch_pcm.size == streamed.size
+    assert np.abs(streamed - onnx_pcm).max() <= 1
+    print(f"ONNX vs PyTorch: max |difference| {np.abs(onnx_pcm - torch_pcm).max()} LSB")
+    assert np.abs(onnx_pcm - torch_pcm).max() <= 16  # float32 graphs: rounding differences only
+    assert "X-Timings" in headers
+
+
+def _start_server_and_check_missing_graphs(run_dir: Path, tmp_path: Path) -> tuple[int, str, None]:  # noqa: F811
+    """`--onnx_int8` on an export without the int8 decoder stops at once with a message naming the file."""
+    command = [sys.executable, "-m", MODULE, "--model_path", str(run_dir / "best_model.pth")]
+    command += ["--config_path", str(run_dir / "config.json"), "--onnx_dir", str(tmp_path / "onnx"), "--onnx_int8"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    return result.returncode, result.stderr, None

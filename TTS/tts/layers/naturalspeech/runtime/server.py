@@ -18,7 +18,7 @@ deterministic) and `length_scale`):
   durations of every sentence before the first chunk: a later first chunk for a long text).
 - `/api/timings`: phoneme and word timings as JSON, from the durations only (no decoding); the durations do not
   depend on the sampling noise, so they are the timings of either audio endpoint.
-- `GET /api/info`: sample rate and limits.
+- `GET /api/info`: sample rate, backend (`torch` or `onnxruntime`, `--onnx_dir`) and limits.
 
 Limits: text longer than `--max_text_length` is refused (413); the text is cut into sentences of at most
 `--max_sentence_length` characters (`text_segments.py`) synthesized one after another, so memory follows one sentence,
@@ -102,13 +102,22 @@ class SynthesisRequest:
 class SpeechService:
     """The model and what requests share: a lock for the text front end, the sentence splitter, the limits.
 
+    With `onnx` (an `OnnxStreamingSynthesizer`), synthesis runs through ONNX Runtime; the PyTorch model then only
+    turns text into ids and names the tokens of the timings.
+
     Threads share the model (synthesis only reads it); the phonemizer (espeak-ng through ctypes) has global state,
     so turning text into ids, and timings (which may phonemize words), happen under one lock — a small part of the
     time of a request.
     """
 
-    def __init__(self, model: Any, split_sentences: Callable[[str], list[str]] | None, settings: ServerSettings):
-        self.model, self.settings = model, settings
+    def __init__(
+        self,
+        model: Any,
+        split_sentences: Callable[[str], list[str]] | None,
+        settings: ServerSettings,
+        onnx: Any = None,
+    ):
+        self.model, self.settings, self.onnx = model, settings, onnx
         self.sample_rate = int(model.config.audio.sample_rate)
         self._split_sentences = split_sentences
         self._frontend_lock = threading.Lock()
@@ -131,9 +140,19 @@ class SpeechService:
             except ValueError:
                 logger.debug("Nothing to speak in %r", segment)
                 continue
-            yield SynthesisStream(
-                self.model, ids, chunk_frames, request.noise_scale, request.length_scale, text=segment
-            )
+            if self.onnx is None:
+                yield SynthesisStream(
+                    self.model, ids, chunk_frames, request.noise_scale, request.length_scale, text=segment
+                )
+            else:  # the same windows through ONNX Runtime (sessions may run from several threads at once)
+                yield self.onnx.stream(
+                    ids,
+                    chunk_frames=chunk_frames,
+                    noise_scale=request.noise_scale,
+                    length_scale=request.length_scale,
+                    tokenizer=self.model.tokenizer,
+                    text=segment,
+                )
 
     def timings(self, stream: SynthesisStream) -> dict[str, list[dict[str, Any]]]:
         with self._frontend_lock:
@@ -248,6 +267,7 @@ def create_app(service: SpeechService):
         return flask.jsonify(
             {
                 "sample_rate": service.sample_rate,
+                "backend": "torch" if service.onnx is None else "onnxruntime",
                 "max_text_length": settings.max_text_length,
                 "max_concurrent": settings.max_concurrent,
                 "max_queue": settings.max_queue,
@@ -470,6 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Do not split with pySBD (pieces are still cut at --max_sentence_length).",
     )
+    parser.add_argument(
+        "--onnx_dir",
+        help="Synthesize with ONNX Runtime: a folder written by export_streaming_onnx (latents.onnx, decoder.onnx); "
+        "the checkpoint still gives the text front end.",
+    )
+    parser.add_argument("--onnx_int8", action="store_true", help="With --onnx_dir: use decoder_int8.onnx.")
+    parser.add_argument("--onnx_threads", type=int, help="With --onnx_dir: CPU threads per session (default all).")
     parser.add_argument("--use_cuda", action="store_true", help="Run on the GPU.")
     return parser
 
@@ -482,6 +509,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for option in ("model_path", "config_path"):
         if not Path(getattr(args, option)).is_file():
             parser.error(f"--{option} {getattr(args, option)} not found")
+    if args.onnx_dir:
+        decoder = "decoder_int8.onnx" if args.onnx_int8 else "decoder.onnx"
+        missing = [name for name in ("latents.onnx", decoder) if not (Path(args.onnx_dir) / name).is_file()]
+        if missing:
+            parser.error(f"--onnx_dir {args.onnx_dir} lacks {', '.join(missing)}: export with export_streaming_onnx")
     positive = ("max_text_length", "max_sentence_length", "max_concurrent", "chunk_frames")
     for option in positive:
         if getattr(args, option) < 1:
@@ -506,8 +538,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = synthesizer.tts_model
     if not hasattr(model, "inference_stream"):
         parser.error(f"{args.model_path} is a {type(model).__name__} model, not NaturalSpeech")
+    onnx = None
+    if args.onnx_dir:
+        from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import OnnxStreamingSynthesizer
+
+        onnx = OnnxStreamingSynthesizer.from_dir(
+            args.onnx_dir, int8=args.onnx_int8, threads=args.onnx_threads, cuda=args.use_cuda
+        )
     split = None if args.no_split_sentences else synthesizer.split_into_sentences
-    app = create_app(SpeechService(model, split, settings))
+    app = create_app(SpeechService(model, split, settings, onnx))
     logger.info("Serving NaturalSpeech on http://%s:%d/", args.host, args.port)
     # a thread per synthesizing or waiting request, and a few for the page and refusals; Waitress blocks a writer
     # whose client reads slowly once 16 MB are buffered, so a slow reader cannot grow the memory either
