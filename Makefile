@@ -24,12 +24,16 @@ lint: setup
 setup: system-deps $(VENV)/.installed
 
 # espeak-ng phonemizes text; ffmpeg's shared libraries are what torchcodec (and so torchaudio) loads audio with;
-# chromium and its driver run the server's web page in the browser test (tests/tts_tests/test_naturalspeech_web_page.py).
+# on Debian, chromium and its driver run the server's web page in the browser test
+# (tests/tts_tests/test_naturalspeech_web_page.py). Ubuntu ships Chromium only as a snap: there the test is skipped.
+DEBIAN := $(shell grep -qx 'ID=debian' /etc/os-release 2>/dev/null && echo yes)
+BROWSER_PACKAGES := $(if $(DEBIAN),chromium chromium-driver)
+
 system-deps:
 	@if ! command -v espeak-ng >/dev/null || ! command -v ffmpeg >/dev/null \
-		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		|| { [ -n "$(DEBIAN)" ] && ! command -v chromedriver >/dev/null; }; then \
 		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y \
-			espeak-ng ffmpeg chromium chromium-driver; \
+			espeak-ng ffmpeg $(BROWSER_PACKAGES); \
 	fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt build_backend/backend.py

@@ -3,7 +3,8 @@
 The page's script records what happens in `window.__ttsEvents` (request, first-chunk, stream-complete, ended,
 error); the test types a text, presses Speak and reads them. It checks that playback is scheduled from the first
 chunk while the rest still streams, that the whole audio plays to its end on the page's Web Audio clock, and that
-the page shows the server's message for bad input. `make setup` installs the browser (`system-deps`).
+the page shows the server's message for bad input. `make setup` installs the browser on Debian (`system-deps`);
+Ubuntu ships Chromium only as a snap, and without `chromium` and `chromedriver` on the PATH the tests are skipped.
 """
 
 import json
