@@ -31,7 +31,7 @@ def browser():
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium is None or chromedriver is None:
         pytest.skip("chromium and chromium-driver are not installed (make setup installs them)")
-    from selenium import webdriver
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra (make setup)")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
