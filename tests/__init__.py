@@ -82,6 +82,18 @@ def make_tiny_config(model_args: dict | None = None, **overrides) -> Naturalspee
     return config
 
 
+def make_phonemizing_tiny_config(model_args: dict | None = None, **overrides) -> NaturalspeechConfig:
+    """`make_tiny_config` phonemizing English with espeak-ng, as user text is read; skips without espeak-ng."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make setup installs it)")
+    english = {"phonemizer": "espeak", "phoneme_language": "en-us", "text_cleaner": "english_cleaners"}
+    return make_tiny_config(model_args, use_phonemes=True, **{**english, **overrides})
+
+
 def make_ljspeech_config(data_path, output_path, model_args: dict | None = None, **overrides) -> NaturalspeechConfig:
     """A tiny config that reads an LJSpeech-format folder and phonemizes with espeak-ng, as the recipes do."""
     from TTS.tts.configs.shared_configs import BaseDatasetConfig

@@ -218,3 +218,22 @@ def test_pretraining_budget_file_initialises_the_pretrained_encoder_run(tmp_path
     pretrained = pretraining.encoder.state_dict()
     assert pretrained.keys() == encoder.keys()
     assert all(torch.equal(encoder[k], v) for k, v in pretrained.items())
+
+
+def test_text_structure_measures_how_much_the_encoder_tells_tokens_apart(tiny_corpus, bench):
+    import text_structure
+
+    assert text_structure.token_variation(torch.ones(1, 4, 9)) == 0.0  # the same vector for every token
+    varied = torch.randn(1, 4, 9, generator=torch.Generator().manual_seed(0))
+    assert text_structure.token_variation(varied) > 0.5
+    with pytest.raises(ValueError, match="<run>:<minutes>"):
+        text_structure.parse_checkpoints(["naturalspeech"])
+    assert text_structure.parse_checkpoints(["vits:15,30"]) == [("vits", [15.0, 30.0])]
+    sentences = [text for _, text in synthesize.heldout_sentences(tiny_corpus)]
+    for run in ("naturalspeech", "vits"):
+        run_dir = train_budget.run_dir_of(run, bench)
+        if not (run_dir / "budget_0.01min.pth").is_file():
+            untrained_budget_checkpoint(run, tiny_corpus, bench, 0.01)
+        measured = text_structure.measure(run_dir, 0.01, sentences)
+        assert set(measured) == {"encoder_token_variation", "prior_token_variation"}
+        assert all(0.0 < value < 10.0 for value in measured.values()), measured

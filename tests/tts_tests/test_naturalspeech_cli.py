@@ -9,7 +9,6 @@ itself exists once the package is (re)installed (`make setup`).
 import io
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 import wave
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests import REPO_ROOT, make_tiny_config
+from tests import REPO_ROOT, make_phonemizing_tiny_config
 
 MODULE = "TTS.tts.layers.naturalspeech.runtime.cli"
 SCRIPT = Path(sys.executable).parent / "naturalspeech-tts"
@@ -28,14 +27,10 @@ TEXT = "Be a voice, not an echo. In the beginning, they paid; then they left!"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make setup installs it)")
     from TTS.tts.models.naturalspeech import Naturalspeech
 
     root = tmp_path_factory.mktemp("cli_run")
-    config = make_tiny_config(
-        use_phonemes=True, phonemizer="espeak", phoneme_language="en-us", text_cleaner="english_cleaners"
-    )
+    config = make_phonemizing_tiny_config()
     model = Naturalspeech.init_from_config(config)
     config.save_json(str(root / "config.json"))
     torch.save({"model": model.state_dict()}, root / "best_model.pth")

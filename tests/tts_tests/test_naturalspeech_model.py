@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests import load_batch, load_samples, make_ljspeech_config
+from TTS.tts.layers.naturalspeech.runtime.checkpoints import CheckpointError
 from TTS.tts.layers.naturalspeech.training_stages import TrainingStage
 from TTS.tts.models.naturalspeech import NaturalSpeech, Naturalspeech
 
@@ -184,6 +185,25 @@ def test_checkpoint_restores_stage_and_memory_bank(tiny, tmp_path):
     assert restored.switches.stage is TrainingStage.MAIN
     for p0, p1 in zip(model.memory_bank.parameters(), restored.memory_bank.parameters()):
         assert torch.equal(p0, p1)
+
+
+def test_checkpoint_from_before_the_tracked_duration_variance_loads_without_correction(tiny, tmp_path):
+    config, model, _ = tiny
+    model.durator.log_duration_variance.fill_(0.4)
+    state = model.state_dict()
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": state, "config": config.to_dict()}, path)
+    restored = Naturalspeech(copy.deepcopy(config))
+    restored.load_checkpoint(config, str(path), eval=True)
+    assert restored.durator.log_duration_variance.item() == pytest.approx(0.4)
+    del state["durator.log_duration_variance"]
+    torch.save({"model": state, "config": config.to_dict()}, path)
+    restored.load_checkpoint(config, str(path), eval=True)
+    assert restored.durator.log_duration_variance.item() == 0.0
+    del state["durator.proj_mean.bias"]  # any other missing key is still an error
+    torch.save({"model": state, "config": config.to_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"durator\.proj_mean\.bias"):
+        restored.load_checkpoint(config, str(path), eval=True)
 
 
 def test_inference_length_follows_durations_and_length_scale(tiny):

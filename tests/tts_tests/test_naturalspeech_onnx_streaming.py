@@ -3,13 +3,11 @@
 A tiny randomly initialised model with its memory bank switched on, so every inference component is in the graphs.
 """
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
-from tests import make_tiny_config
+from tests import make_phonemizing_tiny_config
 from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import decoder_conv_nodes
 from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import (
     CONTEXT_KEY,
@@ -25,11 +23,7 @@ LONG = "Printing, in the only sense with which we are at present concerned, diff
 
 @pytest.fixture(scope="module")
 def model():
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make setup installs it)")
-    config = make_tiny_config(
-        use_phonemes=True, phonemizer="espeak", phoneme_language="en-us", text_cleaner="english_cleaners"
-    )
+    config = make_phonemizing_tiny_config()
     model = Naturalspeech.init_from_config(config).eval()
     model.step.fill_(3)
     model.memory_initialized.fill_(True)  # the memory bank is part of the latents graph

@@ -3,13 +3,11 @@
 Tiny randomly initialised models: exactness of windowed decoding is a property of the architecture, not of training.
 """
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
-from tests import make_tiny_config
+from tests import make_phonemizing_tiny_config, make_tiny_config
 from TTS.tts.layers.naturalspeech.runtime.streaming import (
     DecoderContext,
     SynthesisStream,
@@ -35,11 +33,7 @@ DECODERS = {
 
 @pytest.fixture(scope="module")
 def model():
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make setup installs it)")
-    config = make_tiny_config(
-        use_phonemes=True, phonemizer="espeak", phoneme_language="en-us", text_cleaner="english_cleaners"
-    )
+    config = make_phonemizing_tiny_config()
     return Naturalspeech.init_from_config(config).eval()
 
 

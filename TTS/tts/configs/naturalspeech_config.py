@@ -120,7 +120,9 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
             log-normal residual), with `var` the duration loss tracked in training. The duration predictor regresses
             log durations; while its residual is large the median falls short of the mean (the learning benchmark's
             utterances were 30 % short after 60 CPU-minutes, see `benchmarks/README.md`). The correction goes to
-            zero with the duration loss. Defaults to False.
+            zero with the duration loss. Measured on the benchmark's checkpoints (20 held-out sentences): length ratio
+            0.70 -> 0.88 and phoneme duration error 1.50 -> 1.24 frames, MCD within 0.1 dB. Checkpoints from before
+            the switch load with no correction. Defaults to True.
         min_duration_frames (float):
             Lower bound of a predicted phoneme duration, in frames; keeps every output at least one frame long.
             Defaults to 1.0.
@@ -251,7 +253,7 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
     dropout_p_durator: float = 0.5
     detach_durator_input: bool = False
     detach_predicted_durations: bool = False
-    mean_corrected_durations: bool = False
+    mean_corrected_durations: bool = True
     min_duration_frames: float = 1.0
     max_duration_frames: float = 100.0
     num_heads_upsampling: int = 4

@@ -310,7 +310,7 @@ class Durator(nn.Module):
             prior. The paper trains the durations through the prior (False). Defaults to False.
         mean_corrected_durations: Predict `exp(log d + var / 2)`, the mean duration under a log-normal residual,
             instead of `exp(log d)`, its median; `var` is the duration loss tracked in training
-            (`track_log_duration_variance`). The paper predicts `exp(log d)`. Defaults to False.
+            (`track_log_duration_variance`). The paper predicts `exp(log d)`. Defaults to True.
         variance_momentum: Momentum of the tracked duration loss. Defaults to 0.99.
     """
 
@@ -336,7 +336,7 @@ class Durator(nn.Module):
         max_duration: float = 100.0,
         detach_predictor_input: bool = False,
         detach_predicted_durations: bool = False,
-        mean_corrected_durations: bool = False,
+        mean_corrected_durations: bool = True,
         variance_momentum: float = 0.99,
     ):
         super().__init__()

@@ -154,6 +154,10 @@ def _first(keys: list[str]) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > _SHOWN_KEYS else "")
 
 
+# Buffers added after checkpoints were published; their modules fill them in when a checkpoint lacks them.
+BUFFERS_WITH_DEFAULTS = ("durator.log_duration_variance",)
+
+
 def check_state_dict(model: nn.Module, state: dict[str, Any], *, strict: bool = True, source: str = "") -> None:
     """Raise a `CheckpointError` naming the first missing, unexpected and wrongly-shaped keys of `state` for `model`.
 
@@ -161,7 +165,7 @@ def check_state_dict(model: nn.Module, state: dict[str, Any], *, strict: bool = 
     and unexpected keys are errors only when `strict`.
     """
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    missing = [k for k in expected if k not in state and not k.endswith(BUFFERS_WITH_DEFAULTS)]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
