@@ -42,6 +42,7 @@ from TTS.tts.layers.naturalspeech.runtime.streaming import (
 from TTS.tts.layers.naturalspeech.runtime.text_input import strip_control_characters
 from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import (
     TrainerHooks,
+    mean_over_ranks,
     protect_checkpoint_saves,
     run_on_rank_zero_first,
 )
@@ -234,8 +235,8 @@ class Naturalspeech(BaseTTSE2E):
         kl_terms = {"loss_align": loss_align}
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
         kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
-        if self.training:
-            self.durator.track_log_duration_variance(kl_terms["loss_duration"])
+        if self.training:  # every rank tracks the same variance, as it keeps the same weights
+            self.durator.track_log_duration_variance(mean_over_ranks(kl_terms["loss_duration"]))
         aligned = not switches.use_predicted_durations
         posterior = FrameGaussians(m_q, logs_q, spec_lengths)
         prior_frames = FrameGaussians(prior.prior_mean, prior.prior_log_std, prior.frame_lengths)

@@ -134,6 +134,15 @@ class TrainerHooks:
         )
 
 
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of a detached tensor over the ranks of distributed training (the tensor itself without)."""
+    value = value.detach().clone()
+    if is_dist_avail_and_initialized():
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return value
+
+
 def average_gradients(params: list[nn.Parameter]) -> None:
     """All-reduce the gradients of `params` (the same list on every rank) to their mean, in one flat buffer."""
     grads = [p.grad for p in params]
