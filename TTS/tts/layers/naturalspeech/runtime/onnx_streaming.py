@@ -81,7 +81,17 @@ def export_streaming_onnx(
         calibration_texts: Sentences whose latents calibrate the int8 activation ranges (`quantize` only); defaults
             as in `onnx_export.export_onnx`.
         verbose: Print the exported graphs. Defaults to False.
+
+    Raises:
+        ValueError: The model is multi-speaker (the two streaming graphs have no speaker input yet; the single graph
+            of `onnx_export.export_onnx` has one, `sid`).
     """
+    if getattr(model, "speaker_embedding", None) is not None:
+        msg = (
+            "Streaming ONNX export of a multi-speaker model is not supported yet; export the single graph "
+            "(`export_onnx`, speaker input `sid`) or stream with PyTorch (`inference_stream(..., speaker=...)`)."
+        )
+        raise ValueError(msg)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     feeds = calibration_feeds(model, calibration_texts) if quantize else None  # bad texts fail before the export
