@@ -272,10 +272,11 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
         num_heads_transformer_flow (int):
             Attention heads of the flow's transformer blocks. Defaults to 2.
         mas_noise_scale (float):
-            VITS2's noise in monotonic alignment search (Section 2.1): Gaussian noise of standard deviation
-            `mas_noise_scale * max(0, 1 - step / mas_noise_decay_steps)` is added to the alignment scores, so early
-            training explores other alignments. 0 is plain search. VITS2 uses 0.01 (times the score's scale).
-            Not yet measured. Defaults to 0.0.
+            VITS2's noise in monotonic alignment search (Section 2.1): Gaussian noise is added to the alignment
+            scores in training, so early training explores other alignments; its standard deviation is the scores'
+            standard deviation times `mas_noise_scale * max(0, 1 - step / mas_noise_decay_steps)`. 0 is the plain
+            search. VITS2's public implementation starts at 0.01. Not in NaturalSpeech; not yet measured.
+            Defaults to 0.0.
         mas_noise_decay_steps (int):
             Training steps over which the MAS noise decays linearly to zero. Defaults to 100000.
     """

@@ -242,6 +242,14 @@ class Naturalspeech(BaseTTSE2E):
         return h if self.cond_durator is None else self.cond_durator.condition(h, x_mask, g)
 
     @property
+    def mas_noise_scale(self) -> float:
+        """VITS2's noise on the alignment search scores at this step (training only): decays linearly to 0."""
+        args = self.args
+        if not self.training or args.mas_noise_scale <= 0:
+            return 0.0
+        return args.mas_noise_scale * max(0.0, 1.0 - int(self.step) / max(1, args.mas_noise_decay_steps))
+
+    @property
     def switches(self) -> StageSwitches:
         """The current training stage and the components and losses it uses."""
         return switches_at(int(self.step), self.config)
@@ -296,7 +304,14 @@ class Naturalspeech(BaseTTSE2E):
         z_p = self.flow(z, y_mask, g)
 
         aligned_durations, loss_align = self.alignment_prior.align(
-            h, x_mask, z_p, logs_q, y_mask, self.prior_posterior_kl, durations=(aux_input or {}).get("durations")
+            h,
+            x_mask,
+            z_p,
+            logs_q,
+            y_mask,
+            self.prior_posterior_kl,
+            durations=(aux_input or {}).get("durations"),
+            noise_scale=self.mas_noise_scale,
         )
         kl_terms = {"loss_align": loss_align}
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
