@@ -156,6 +156,8 @@ class Naturalspeech(BaseTTSE2E):
             args.num_layers_flow,
             args.num_flows,
             cond_channels=g_channels,
+            use_transformer=args.use_transformer_flow,
+            num_heads_transformer=args.num_heads_transformer_flow,
         )
         self.memory_bank = (
             MemoryBank(hidden, args.memory_bank_size, args.num_heads_memory_bank) if args.use_memory_bank else None
