@@ -123,3 +123,54 @@ def test_model_builds_the_transformer_flow_and_trains_it():
     outputs["kl_terms"]["loss_kl_bwd"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if n in names)
     assert not any(".enc.attention." in n for n, _ in Naturalspeech(make_tiny_config()).named_parameters())
+
+
+##########################
+# adversarial duration discriminator (VITS2, Section 2.2)
+##########################
+
+
+def random_batch(model, seed=0):
+    tokens, token_lengths, _, _, waveform = random_inputs(seed=seed)
+    batch = {"tokens": tokens, "token_lens": token_lengths, "waveform": waveform, "waveform_rel_lens": torch.ones(1)}
+    return model.format_batch_on_device(model.format_batch(batch))
+
+
+def test_duration_discriminator_trains_in_the_discriminator_step():
+    model = Naturalspeech(make_tiny_config(model_args={"use_duration_discriminator": True})).train()
+    assert Naturalspeech(make_tiny_config()).duration_disc is None
+    batch = random_batch(model)
+    criteria = model.get_criterion()
+    disc_optimizer, gen_optimizer = model.get_optimizer()
+    duration_parameters = {id(p) for p in model.duration_disc.parameters()}
+    assert duration_parameters <= {id(p) for group in disc_optimizer.param_groups for p in group["params"]}
+    assert not duration_parameters & {id(p) for group in gen_optimizer.param_groups for p in group["params"]}
+
+    _, losses = model.train_step(batch, criteria[0], 0)
+    assert "loss_duration_disc" in losses
+    losses["loss"].backward()
+    grads = [p.grad for p in model.duration_disc.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    # the discriminator step does not reach the duration predictor (its durations are detached there)
+    assert model.durator.duration_predictor.proj.weight.grad is None
+
+
+def test_generator_loss_includes_the_adversarial_duration_term():
+    config = make_tiny_config(model_args={"use_duration_discriminator": True})
+    model = Naturalspeech(config).train()
+    batch = random_batch(model)
+    criteria = model.get_criterion()
+    model.train_step(batch, criteria[0], 0)  # caches the generator pass
+
+    def generator_losses(alpha):
+        model.config.duration_adv_loss_alpha = alpha
+        torch.manual_seed(0)  # the same dropout in the duration discriminator
+        return model.train_step(batch, criteria[1], 1)[1]
+
+    with_term, without_term = generator_losses(3.0), generator_losses(0.0)
+    term = with_term["loss_duration_gen"]
+    assert term > 0
+    torch.testing.assert_close(with_term["loss"] - without_term["loss"], 3.0 * term.detach())
+    # its gradient reaches the duration predictor
+    grad = torch.autograd.grad(term, model.durator.duration_predictor.proj.weight, retain_graph=True)[0]
+    assert grad.abs().sum() > 0

@@ -20,6 +20,11 @@ from trainer.utils.distributed import is_dist_avail_and_initialized
 from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.vits_config import VitsArgs
 from TTS.tts.layers.naturalspeech.alignment import AlignmentPrior, load_duration_labels
+from TTS.tts.layers.naturalspeech.duration_discriminator import (
+    DurationDiscriminator,
+    duration_discriminator_loss,
+    duration_generator_loss,
+)
 from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import (
@@ -182,7 +187,6 @@ class Naturalspeech(BaseTTSE2E):
             if args.init_discriminator
             else None
         )
-        self.duration_disc = None
         self.prior_posterior_kl = PriorPosteriorKL(
             args.soft_dtw_gamma,
             args.soft_dtw_warp,
@@ -195,6 +199,12 @@ class Naturalspeech(BaseTTSE2E):
         # alignment prior read (see `layers/naturalspeech/speakers.py`); None for a single-speaker model.
         self.speaker_embedding = SpeakerEmbedding(self.num_embedded_speakers, g_channels) if g_channels else None
         self.cond_durator = SpeakerToHidden(g_channels, hidden) if g_channels else None
+        # VITS2's duration discriminator (optimizer 0 with the waveform discriminators); None unless switched on
+        self.duration_disc = None
+        if args.init_discriminator and args.use_duration_discriminator:
+            self.duration_disc = DurationDiscriminator(
+                hidden, args.hidden_channels_duration_discriminator, args.kernel_size_duration_discriminator
+            )
         # The sup-phoneme input of the phoneme encoder (`SupPhonemeEmbedding`) comes from trained state only: the
         # pre-training checkpoint (`load_pretrained_encoder`) or a TTS checkpoint (`load_state_dict`). Its slot is
         # registered last, so its parameters come last in the generator optimizer whether they exist when the
@@ -353,6 +363,14 @@ class Naturalspeech(BaseTTSE2E):
             "posterior_mean": m_q,
             "kl_terms": kl_terms,
         }
+        if self.duration_disc is not None:
+            # what the duration discriminator compares: aligned (real) and predicted (fake) log durations given `h`
+            outputs["duration_disc_inputs"] = {
+                "h": h.detach(),
+                "x_mask": x_mask,
+                "real": torch.log(aligned_durations.float().unsqueeze(1) + 1e-6).detach() * x_mask,
+                "fake": prior.log_durations,
+            }
         if switches.use_e2e:
             e2e_slice, _ = rand_segments(prior_sample, prior.frame_lengths, self.args.spec_segment_size, True, True)
             outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches), g=g)
@@ -839,6 +857,13 @@ class Naturalspeech(BaseTTSE2E):
         scores_e2e = self.disc(outputs["e2e_outputs"].detach())[0] if "e2e_outputs" in outputs else None
         with torch.autocast(device_type=fake.device.type, enabled=False):
             loss_dict = criterion(scores_real, scores_fake, scores_e2e)
+            if "duration_disc_inputs" in outputs:
+                inputs = outputs["duration_disc_inputs"]
+                real_durations = self.duration_disc(inputs["h"], inputs["x_mask"], inputs["real"])
+                fake_durations = self.duration_disc(inputs["h"], inputs["x_mask"], inputs["fake"].detach())
+                loss = duration_discriminator_loss(real_durations, fake_durations, inputs["x_mask"])
+                loss_dict["loss_duration_disc"] = loss
+                loss_dict["loss"] = loss_dict["loss"] + self.config.duration_adv_loss_alpha * loss
         return outputs, loss_dict
 
     def _train_step_generator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
@@ -864,6 +889,13 @@ class Naturalspeech(BaseTTSE2E):
         loss_dict = criterion(
             mel_slice, mel_slice_hat, scores_fake, feats_fake, feats_real, outputs["kl_terms"], scores_e2e
         )
+        if "duration_disc_inputs" in outputs:
+            inputs = outputs["duration_disc_inputs"]
+            with torch.autocast(device_type=batch["mel"].device.type, enabled=False):
+                scores = self.duration_disc(inputs["h"], inputs["x_mask"], inputs["fake"].float())
+                loss = duration_generator_loss(scores, inputs["x_mask"])
+            loss_dict["loss_duration_gen"] = loss
+            loss_dict["loss"] = loss_dict["loss"] + self.config.duration_adv_loss_alpha * loss
         return outputs, loss_dict
 
     def _duration_labels(self, batch: dict) -> torch.Tensor | None:
@@ -881,9 +913,11 @@ class Naturalspeech(BaseTTSE2E):
         return [NaturalspeechDiscriminatorLoss(self.config), NaturalspeechGeneratorLoss(self.config)]
 
     def get_optimizer(self) -> list[torch.optim.Optimizer]:
-        """Optimizer 0 trains the discriminators, optimizer 1 everything else (memory bank included from step 0)."""
+        """Optimizer 0 trains the discriminators (waveform, and duration with VITS2's option), optimizer 1 everything
+        else (memory bank included from step 0)."""
         config = self.config
-        disc = get_optimizer(config.optimizer, config.optimizer_params, config.lr_disc, self.disc)
+        disc_parameters = chain(p for name, p in self.named_parameters() if name.startswith(DISCRIMINATOR_PREFIXES))
+        disc = get_optimizer(config.optimizer, config.optimizer_params, config.lr_disc, parameters=disc_parameters)
         gen_parameters = chain(p for name, p in self.named_parameters() if not name.startswith(DISCRIMINATOR_PREFIXES))
         gen = get_optimizer(config.optimizer, config.optimizer_params, config.lr_gen, parameters=gen_parameters)
         return [disc, gen]
