@@ -301,3 +301,67 @@ def test_streaming_onnx_export_of_a_multi_speaker_model_is_a_clear_error(tmp_pat
 
     with pytest.raises(ValueError, match="multi-speaker model is not supported yet"):
         export_streaming_onnx(tiny_two_speaker_model(), tmp_path)
+
+
+##########################
+# the VCTK recipe
+##########################
+
+
+def load_vctk_recipe():
+    import importlib.util
+
+    from tests import REPO_ROOT
+
+    path = REPO_ROOT / "recipes/vctk/naturalspeech/train_naturalspeech.py"
+    spec = importlib.util.spec_from_file_location("vctk_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vctk_recipe_reads_speakers_and_feeds_their_ids(tmp_path, ljspeech_dir):
+    """A VCTK-format folder (txt/<speaker>/*.txt, wav48_silence_trimmed/<speaker>/*_mic1.flac) of real clips."""
+    import soundfile
+
+    from tests import make_tiny_args
+
+    with open(ljspeech_dir / "metadata.csv", encoding="utf-8") as source:
+        rows = [line.rstrip("\n").split("|") for line in source if line.strip()][:4]
+    for index, (clip, _, text) in enumerate(rows):
+        speaker = f"p{225 + index % 2}"
+        (tmp_path / "vctk/txt" / speaker).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "vctk/wav48_silence_trimmed" / speaker).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "vctk/txt" / speaker / f"{speaker}_{index:03d}.txt").write_text(text + "\n", encoding="utf-8")
+        audio, rate = soundfile.read(ljspeech_dir / "wavs" / f"{clip}.wav")
+        soundfile.write(
+            tmp_path / "vctk/wav48_silence_trimmed" / speaker / f"{speaker}_{index:03d}_mic1.flac", audio, rate
+        )
+
+    recipe = load_vctk_recipe()
+    config = recipe.make_config(tmp_path / "vctk", tmp_path / "run")
+    assert config.model_args.use_speaker_embedding and config.model_args.hidden_channels == 192  # paper size
+    from TTS.tts.datasets import load_tts_samples
+
+    samples, _ = load_tts_samples(config, eval_split=False)
+    config.speakers = recipe.speakers_of(samples)
+    assert config.speakers == ["VCTK_p225", "VCTK_p226"]
+    config.model_args = make_tiny_args(use_speaker_embedding=True, speaker_embedding_channels=8)
+    model = Naturalspeech(config)
+    assert model.speaker_embedding.emb_g.num_embeddings == 2
+    loader = model.get_data_loader(config, samples=samples)
+    batch = model.format_batch(next(iter(loader)))
+    assert batch["speaker_ids"].tolist() == [config.speakers.index(name) for name in batch["speaker_names"]]
+
+
+def test_training_data_of_an_unknown_speaker_is_a_clear_error():
+    model = tiny_two_speaker_model()
+    with pytest.raises(ValueError, match=r"speaker\(s\) \['carol'\] that the model does not have"):
+        model.format_batch({"speaker_names": ["anna", "carol"], "audio_unique_names": ["a", "b"]})
+
+
+def test_epoch_end_test_sentences_speak_with_a_speaker():
+    model = tiny_two_speaker_model()
+    model.config.test_sentences = [["Be a voice.", "ben"], "Not an echo."]
+    results = model.test_run(None)
+    assert set(results["audios"]) == {"0-audio", "1-audio"}
