@@ -296,11 +296,29 @@ def test_streaming_with_a_speaker_equals_whole_synthesis():
         model.inference_stream(TEXT, speaker="carol")
 
 
-def test_streaming_onnx_export_of_a_multi_speaker_model_is_a_clear_error(tmp_path):
-    from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import export_streaming_onnx
+def test_streaming_onnx_graphs_take_the_speaker_and_equal_pytorch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import OnnxStreamingSynthesizer, export_streaming_onnx
 
-    with pytest.raises(ValueError, match="multi-speaker model is not supported yet"):
-        export_streaming_onnx(tiny_two_speaker_model(), tmp_path)
+    model = tiny_two_speaker_model()
+    files = export_streaming_onnx(model, tmp_path, quantize=True, calibration_texts=[TEXT])
+    assert "sid" in {i.name for i in OnnxStreamingSynthesizer.from_dir(tmp_path).latents_session.get_inputs()}
+    ids = model.speakable_ids(TEXT)
+    for int8 in (False, True):
+        synth = OnnxStreamingSynthesizer.from_dir(tmp_path, int8=int8)
+        streams = {}
+        for sid in (0, 1):
+            streams[sid] = np.concatenate(list(synth.stream(ids, noise_scale=0.0, chunk_frames=7, sid=sid)))
+            if not int8:
+                whole = model.inference(torch.tensor([ids]), {"speaker_ids": torch.tensor([sid]), "noise_scale": 0.0})
+                np.testing.assert_allclose(streams[sid], whole["model_outputs"][0, 0].numpy(), rtol=0, atol=ATOL)
+        common = min(len(w) for w in streams.values())
+        assert len(streams[0]) != len(streams[1]) or not np.allclose(streams[0][:common], streams[1][:common])
+    assert files.decoder_int8 is not None
+    with pytest.raises(ValueError, match="pass `sid`"):
+        synth.stream(ids)
+    with pytest.raises(ValueError, match="Speaker id 7 is out of range"):
+        synth.stream(ids, sid=7)
 
 
 ##########################
