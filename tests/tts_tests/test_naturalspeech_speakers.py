@@ -383,3 +383,25 @@ def test_epoch_end_test_sentences_speak_with_a_speaker():
     model.config.test_sentences = [["Be a voice.", "ben"], "Not an echo."]
     results = model.test_run(None)
     assert set(results["audios"]) == {"0-audio", "1-audio"}
+
+
+def test_d_vector_file_speakers_through_synthesize_and_batches(tmp_path):
+    import json
+
+    generator = torch.Generator().manual_seed(0)
+    entries = {
+        f"clip{i}": {"name": SPEAKERS[i % 2], "embedding": torch.randn(6, generator=generator).tolist()}
+        for i in range(4)
+    }
+    path = tmp_path / "d_vectors.json"
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    args = {"use_d_vector_file": True, "d_vector_dim": 6, "d_vector_file": str(path)}
+    model = Naturalspeech(make_tiny_config(model_args=args)).eval()
+    assert sorted(model.speaker_manager.embedding_names) == SPEAKERS
+    assert model.synthesize(TEXT, speaker="ben")["wav"].size > 0
+    with pytest.raises(ValueError, match="'carol' has no d-vector in this model; its speakers are: anna, ben"):
+        model.synthesize(TEXT, speaker="carol")
+    batch = model.format_batch({"speaker_names": ["anna", "ben"], "audio_unique_names": ["clip0", "clip3"]})
+    assert torch.equal(batch["d_vectors"], torch.tensor([entries["clip0"]["embedding"], entries["clip3"]["embedding"]]))
+    with pytest.raises(ValueError, match="No d-vector for clip9"):
+        model.format_batch({"speaker_names": ["anna"], "audio_unique_names": ["clip9"]})

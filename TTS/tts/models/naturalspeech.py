@@ -547,10 +547,17 @@ class Naturalspeech(BaseTTSE2E):
 
         The toolkit's `synthesize` raises a bare `KeyError` for an unknown name; this names the choices instead.
         """
-        if speaker is None or self.speaker_embedding is None or self.args.use_d_vector_file:
+        if speaker is None or self.speaker_embedding is None:
             return speaker
         if speaker == "":  # the synthesizer's "no speaker": the toolkit then asks for one
             return None
+        if self.args.use_d_vector_file:
+            manager = self.speaker_manager
+            names = sorted(manager.embedding_names) if manager is not None and manager.embeddings else []
+            if names and speaker not in names and (manager is None or manager.encoder is None):
+                msg = f"Speaker {speaker!r} has no d-vector in this model; its speakers are: {', '.join(names)}."
+                raise ValueError(msg)
+            return speaker
         names = self._speaker_names()
         if isinstance(speaker, int) and not isinstance(speaker, bool):
             self.speaker_embedding.check_ids(torch.tensor([speaker]), names)
