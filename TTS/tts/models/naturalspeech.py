@@ -91,6 +91,11 @@ class Naturalspeech(BaseTTSE2E):
     whose checkpoint carries sup-phonemes (`use_sup_phonemes`), the phoneme encoder also reads the sup-phoneme of
     each phoneme, as in pre-training (`encode_phonemes`).
 
+    A multi-speaker model (`use_speaker_embedding` or `use_d_vector_file`, beyond the paper) conditions the durator,
+    the alignment prior, the posterior encoder, the flow and the decoder on a speaker vector; the memory bank is
+    shared (`layers/naturalspeech/speakers.py`). VITS2's options (duration discriminator, transformer flow, noise in
+    alignment search) are switches, off by default.
+
     Every component of the paper's ablation study has a switch in `NaturalspeechArgs`; the training stage (warm-up,
     main, tuning) follows from the global step and `NaturalspeechConfig.warmup_steps`/`tuning_start_step`.
 
@@ -307,6 +312,8 @@ class Naturalspeech(BaseTTSE2E):
             - alignments: :math:`[B, T_prior, T_text]`
             - durations: :math:`[B, T_text]` durations used for the prior
             - kl_terms: dict of unweighted KL and duration losses of this stage
+            - duration_disc_inputs: with `use_duration_discriminator`, `h` `[B, C, T_text]` (detached), `x_mask`, and
+              the `real` (aligned) and `fake` (predicted) log durations `[B, 1, T_text]`
         """
         switches = self.switches
         g = self.speaker_vector(aux_input)
