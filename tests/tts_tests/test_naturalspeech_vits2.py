@@ -174,3 +174,18 @@ def test_generator_loss_includes_the_adversarial_duration_term():
     # its gradient reaches the duration predictor
     grad = torch.autograd.grad(term, model.durator.duration_predictor.proj.weight, retain_graph=True)[0]
     assert grad.abs().sum() > 0
+
+
+def test_duration_discriminator_stays_out_of_exports_and_inference_checkpoints(tmp_path):
+    from TTS.tts.layers.naturalspeech.runtime.onnx_export import export_copy
+
+    config = make_tiny_config(model_args={"use_duration_discriminator": True})
+    model = Naturalspeech(config)
+    assert export_copy(model).duration_disc is None and model.duration_disc is not None
+    torch.save({"model": model.state_dict()}, tmp_path / "model.pth")
+    loaded = Naturalspeech(config)
+    loaded.load_checkpoint(config, str(tmp_path / "model.pth"), eval=True)
+    assert loaded.duration_disc is None and loaded.disc is None
+    resumed = Naturalspeech(config)
+    resumed.load_checkpoint(config, str(tmp_path / "model.pth"))
+    torch.testing.assert_close(resumed.duration_disc.proj.weight, model.duration_disc.proj.weight)

@@ -123,7 +123,8 @@ def extra_input_names(model: nn.Module) -> list[str]:
 
 def export_copy(model: nn.Module) -> nn.Module:
     """A CPU eval copy of `model` without discriminator or ONNX session, with weight norm folded into the weights."""
-    memo = {id(getattr(model, name, None)): None for name in ("disc", "onnx_sess") if getattr(model, name, None)}
+    skipped = ("disc", "duration_disc", "onnx_sess")
+    memo = {id(getattr(model, name, None)): None for name in skipped if getattr(model, name, None)}
     export_model = copy.deepcopy(model, memo).cpu().eval()
     for module in export_model.modules():
         if parametrize.is_parametrized(module, "weight"):
