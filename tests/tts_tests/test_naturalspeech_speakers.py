@@ -405,3 +405,21 @@ def test_d_vector_file_speakers_through_synthesize_and_batches(tmp_path):
     assert torch.equal(batch["d_vectors"], torch.tensor([entries["clip0"]["embedding"], entries["clip3"]["embedding"]]))
     with pytest.raises(ValueError, match="No d-vector for clip9"):
         model.format_batch({"speaker_names": ["anna"], "audio_unique_names": ["clip9"]})
+
+
+def test_a_pretrained_encoder_loads_into_the_speaker_conditioned_encoder(tmp_path):
+    from TTS.tts.layers.naturalspeech.pretraining.model import load_pretrained_encoder
+
+    plain = tiny_two_speaker_model()
+    conditioned = tiny_two_speaker_model(use_speaker_conditioned_phoneme_encoder=True)
+    vocabulary = plain.tokenizer.characters.vocab
+    state = {f"encoder.{k}": v for k, v in plain.phoneme_encoder.state_dict().items()}
+    torch.save({"model": state, "config": {"phoneme_vocabulary": vocabulary}}, tmp_path / "pretrained.pth")
+    cond_before = conditioned.phoneme_encoder.cond.weight.detach().clone()
+    load_pretrained_encoder(conditioned.phoneme_encoder, str(tmp_path / "pretrained.pth"), vocabulary)
+    torch.testing.assert_close(conditioned.phoneme_encoder.emb.weight, plain.phoneme_encoder.emb.weight)
+    torch.testing.assert_close(conditioned.phoneme_encoder.cond.weight, cond_before)  # its own initialisation
+    del state["encoder.emb.weight"]
+    torch.save({"model": state, "config": {"phoneme_vocabulary": vocabulary}}, tmp_path / "broken.pth")
+    with pytest.raises(RuntimeError, match=r"missing \['emb.weight'\]"):
+        load_pretrained_encoder(conditioned.phoneme_encoder, str(tmp_path / "broken.pth"), vocabulary)
