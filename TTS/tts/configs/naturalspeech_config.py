@@ -229,6 +229,56 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
             Scale of the predicted durations at inference; larger is slower speech. Defaults to 1.0.
         max_inference_len (int | None):
             Largest number of frames generated at inference; `None` for no limit. Defaults to None.
+        num_speakers (int):
+            Speakers of the speaker embedding when the config names none (`speakers`, `speakers_file`); the
+            speaker manager's count wins when it has names. Defaults to 0.
+        speakers_file (str | None):
+            JSON file mapping speaker names to ids, for the toolkit's `SpeakerManager`; the config's `speakers` list
+            (stored in the run's `config.json`) is read first. Defaults to None.
+        use_speaker_embedding (bool):
+            Learn one embedding per speaker id (`emb_g`), as the toolkit's VITS does; it conditions the durator,
+            the alignment prior, the posterior encoder, the flow and the decoder. The memory bank stays shared by
+            all speakers. Defaults to False.
+        speaker_embedding_channels (int):
+            Channels of the learned speaker embedding. Defaults to 256.
+        use_d_vector_file (bool):
+            Condition on external speaker embeddings (d-vectors) from `d_vector_file` instead of learned ones.
+            Defaults to False.
+        d_vector_file (str | list[str] | None):
+            File(s) of pre-computed d-vectors per audio file, for the toolkit's `SpeakerManager`. Defaults to None.
+        d_vector_dim (int):
+            Channels of the d-vectors. Defaults to 0.
+        use_speaker_conditioned_phoneme_encoder (bool):
+            VITS2's speaker-conditioned text encoder (arXiv 2307.16430, Section 2.4): add a projection of the speaker
+            embedding to the phoneme encoder's hidden states before block `speaker_block_phoneme_encoder`. Not in
+            NaturalSpeech. Defaults to False.
+        speaker_block_phoneme_encoder (int):
+            Index (from 0) of the phoneme encoder block whose input gets the speaker embedding; VITS2 uses the third
+            block (2). Larger than the last block means the last. Defaults to 2.
+        use_duration_discriminator (bool):
+            VITS2's adversarial duration discriminator (Section 2.2): a small convolutional discriminator tells the
+            aligned durations from the predicted ones, given the phoneme states; LSGAN losses, trained with the
+            waveform discriminators, and the generator gets `duration_adv_loss_alpha` times its adversarial loss.
+            Not in NaturalSpeech; not yet measured. Defaults to False.
+        hidden_channels_duration_discriminator (int):
+            Channels of the duration discriminator's convolutions. Defaults to 192.
+        kernel_size_duration_discriminator (int):
+            Kernel size of the duration discriminator's convolutions. Defaults to 3.
+        use_transformer_flow (bool):
+            VITS2's transformer coupling layers (Section 2.3): each coupling layer of the flow runs a small
+            self-attention block over its input half before the WaveNet that predicts the shift, so the flow sees
+            long-range context. The flow stays volume preserving. Not in NaturalSpeech; not yet measured.
+            Defaults to False.
+        num_heads_transformer_flow (int):
+            Attention heads of the flow's transformer blocks. Defaults to 2.
+        mas_noise_scale (float):
+            VITS2's noise in monotonic alignment search (Section 2.1): Gaussian noise is added to the alignment
+            scores in training, so early training explores other alignments; its standard deviation is the scores'
+            standard deviation times `mas_noise_scale * max(0, 1 - step / mas_noise_decay_steps)`. 0 is the plain
+            search. VITS2's public implementation starts at 0.01. Not in NaturalSpeech; not yet measured.
+            Defaults to 0.0.
+        mas_noise_decay_steps (int):
+            Training steps over which the MAS noise decays linearly to zero. Defaults to 100000.
     """
 
     num_chars: int = 100
@@ -308,6 +358,26 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
     inference_noise_scale: float = 0.667
     length_scale: float = 1.0
     max_inference_len: int | None = None
+
+    # speakers (the toolkit's VITS names)
+    num_speakers: int = 0
+    speakers_file: str | None = None
+    use_speaker_embedding: bool = False
+    speaker_embedding_channels: int = 256
+    use_d_vector_file: bool = False
+    d_vector_file: str | list[str] | None = None
+    d_vector_dim: int = 0
+    use_speaker_conditioned_phoneme_encoder: bool = False
+    speaker_block_phoneme_encoder: int = 2
+
+    # VITS2 options (arXiv 2307.16430), off by default
+    use_duration_discriminator: bool = False
+    hidden_channels_duration_discriminator: int = 192
+    kernel_size_duration_discriminator: int = 3
+    use_transformer_flow: bool = False
+    num_heads_transformer_flow: int = 2
+    mas_noise_scale: float = 0.0
+    mas_noise_decay_steps: int = 100_000
 
     renamed_fields: ClassVar[dict[str, str]] = RENAMED_ARGS
 
@@ -397,6 +467,9 @@ class NaturalspeechConfig(RejectsRenamedFields, BaseTTSConfig):
         align_loss_alpha (float):
             Weight of the KL between the posterior (mapped by the flow) and the phoneme-level alignment prior, the
             statistics that monotonic alignment search scores to find the durations. Defaults to 1.0.
+        duration_adv_loss_alpha (float):
+            Weight of the adversarial duration losses of `model_args.use_duration_discriminator` (the generator's
+            and the duration discriminator's). Defaults to 1.0.
         duration_labels_path (str | None):
             Folder of `<audio file stem>.npy` arrays of per-token durations in frames from an external aligner,
             used in place of monotonic alignment search. Defaults to None.
@@ -444,6 +517,7 @@ class NaturalspeechConfig(RejectsRenamedFields, BaseTTSConfig):
     e2e_loss_alpha: float = 0.1
     duration_loss_alpha: float = 5.0
     align_loss_alpha: float = 1.0
+    duration_adv_loss_alpha: float = 1.0
 
     # data
     duration_labels_path: str | None = None

@@ -20,6 +20,11 @@ from trainer.utils.distributed import is_dist_avail_and_initialized
 from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
 from TTS.tts.configs.vits_config import VitsArgs
 from TTS.tts.layers.naturalspeech.alignment import AlignmentPrior, load_duration_labels
+from TTS.tts.layers.naturalspeech.duration_discriminator import (
+    DurationDiscriminator,
+    duration_discriminator_loss,
+    duration_generator_loss,
+)
 from TTS.tts.layers.naturalspeech.durator import Durator
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import (
@@ -46,6 +51,7 @@ from TTS.tts.layers.naturalspeech.runtime.trainer_hooks import (
     protect_checkpoint_saves,
     run_on_rank_zero_first,
 )
+from TTS.tts.layers.naturalspeech.speakers import SpeakerEmbedding, SpeakerToHidden, speaker_inputs
 from TTS.tts.layers.naturalspeech.training_stages import StageSwitches, gather_training_latents, switches_at
 from TTS.tts.layers.vits.discriminator import VitsDiscriminator
 from TTS.tts.layers.vits.networks import PosteriorEncoder
@@ -56,6 +62,9 @@ from TTS.vocoder.models.hifigan_generator import HifiganGenerator
 
 logger = logging.getLogger(__name__)
 
+# name prefixes of the parameters optimizer 0 trains: the waveform discriminators and VITS2's duration discriminator
+DISCRIMINATOR_PREFIXES = ("disc.", "duration_disc.")
+
 
 class LatentSynthesis(NamedTuple):
     """Result of :meth:`Naturalspeech.synthesize_latents`: the decoder input and what timings need."""
@@ -65,6 +74,7 @@ class LatentSynthesis(NamedTuple):
     frame_lengths: torch.Tensor
     frame_mask: torch.Tensor
     attention: torch.Tensor
+    speaker: torch.Tensor | None = None  # the speaker vector `g` [B, C_g, 1] the decoder reads (multi-speaker)
 
 
 class Naturalspeech(BaseTTSE2E):
@@ -82,6 +92,11 @@ class Naturalspeech(BaseTTSE2E):
     whose checkpoint carries sup-phonemes (`use_sup_phonemes`), the phoneme encoder also reads the sup-phoneme of
     each phoneme, as in pre-training (`encode_phonemes`).
 
+    A multi-speaker model (`use_speaker_embedding` or `use_d_vector_file`, beyond the paper) conditions the durator,
+    the alignment prior, the posterior encoder, the flow and the decoder on a speaker vector; the memory bank is
+    shared (`layers/naturalspeech/speakers.py`). VITS2's options (duration discriminator, transformer flow, noise in
+    alignment search) are switches, off by default.
+
     Every component of the paper's ablation study has a switch in `NaturalspeechArgs`; the training stage (warm-up,
     main, tuning) follows from the global step and `NaturalspeechConfig.warmup_steps`/`tuning_start_step`.
 
@@ -97,6 +112,7 @@ class Naturalspeech(BaseTTSE2E):
         super().__init__(config, ap, tokenizer, speaker_manager, language_manager)
         args = self.args
         _check_decoder_matches_audio(args, config.audio)
+        self.num_embedded_speakers, self.embedded_speaker_dim = self._speaker_dims(args)
         # The same initial weights in every process and on every DDP rank, so a run is reproducible from its seed;
         # the caller's global random state is left as it was.
         with torch.random.fork_rng(devices=[]):
@@ -109,7 +125,7 @@ class Naturalspeech(BaseTTSE2E):
         self.noise_scale = args.inference_noise_scale
         self.length_scale = args.length_scale
         # gradient averaging over ranks and the non-finite step guard (plain state, not in the state dict)
-        self.trainer_hooks = TrainerHooks(discriminator_prefix="disc.")
+        self.trainer_hooks = TrainerHooks(discriminator_prefix=DISCRIMINATOR_PREFIXES)
         # the generator optimizer while the Trainer sets up (`on_init_start` to `on_init_end`): parameters created
         # then (the sup-phoneme input, from the pre-training or a restored checkpoint) join it
         self._setup_optimizer: torch.optim.Optimizer | None = None
@@ -119,6 +135,7 @@ class Naturalspeech(BaseTTSE2E):
     def _build_networks(self, args) -> None:
         """The sub-networks, in the order of the data flow."""
         hidden = args.hidden_channels
+        g_channels = self.embedded_speaker_dim  # 0 for a single-speaker model: no conditioning layer anywhere
         self.phoneme_encoder = PhonemeEncoder(
             args.num_chars,
             hidden,
@@ -127,6 +144,8 @@ class Naturalspeech(BaseTTSE2E):
             args.num_layers_phoneme_encoder,
             args.kernel_size_phoneme_encoder,
             args.dropout_p_phoneme_encoder,
+            cond_channels=g_channels if args.use_speaker_conditioned_phoneme_encoder else 0,
+            cond_block=args.speaker_block_phoneme_encoder,
         )
         # phoneme-level Gaussians scored by alignment search (durations for warm-up and the duration loss)
         self.alignment_prior = AlignmentPrior(hidden)
@@ -138,9 +157,18 @@ class Naturalspeech(BaseTTSE2E):
             kernel_size=args.kernel_size_posterior_encoder,
             dilation_rate=args.dilation_rate_posterior_encoder,
             num_layers=args.num_layers_posterior_encoder,
+            cond_channels=g_channels,
         )
         self.flow = BidirectionalFlow(
-            hidden, hidden, args.kernel_size_flow, args.dilation_rate_flow, args.num_layers_flow, args.num_flows
+            hidden,
+            hidden,
+            args.kernel_size_flow,
+            args.dilation_rate_flow,
+            args.num_layers_flow,
+            args.num_flows,
+            cond_channels=g_channels,
+            use_transformer=args.use_transformer_flow,
+            num_heads_transformer=args.num_heads_transformer_flow,
         )
         self.memory_bank = (
             MemoryBank(hidden, args.memory_bank_size, args.num_heads_memory_bank) if args.use_memory_bank else None
@@ -158,6 +186,7 @@ class Naturalspeech(BaseTTSE2E):
             conv_pre_weight_norm=False,
             conv_post_weight_norm=False,
             conv_post_bias=False,
+            cond_channels=g_channels,
         )
         self.disc = (
             VitsDiscriminator(args.periods_multi_period_discriminator, args.use_spectral_norm_discriminator)
@@ -172,11 +201,71 @@ class Naturalspeech(BaseTTSE2E):
             args.soft_dtw_bandwidth,
             args.soft_dtw_backend,
         )
+        # Multi-speaker: the speaker vector `g`, and its projection onto the phoneme states the durator and the
+        # alignment prior read (see `layers/naturalspeech/speakers.py`); None for a single-speaker model.
+        self.speaker_embedding = SpeakerEmbedding(self.num_embedded_speakers, g_channels) if g_channels else None
+        self.cond_durator = SpeakerToHidden(g_channels, hidden) if g_channels else None
+        # VITS2's duration discriminator (optimizer 0 with the waveform discriminators); None unless switched on
+        self.duration_disc = None
+        if args.init_discriminator and args.use_duration_discriminator:
+            self.duration_disc = DurationDiscriminator(
+                hidden, args.hidden_channels_duration_discriminator, args.kernel_size_duration_discriminator
+            )
         # The sup-phoneme input of the phoneme encoder (`SupPhonemeEmbedding`) comes from trained state only: the
         # pre-training checkpoint (`load_pretrained_encoder`) or a TTS checkpoint (`load_state_dict`). Its slot is
         # registered last, so its parameters come last in the generator optimizer whether they exist when the
         # optimizer is built or are appended to it later (`_set_sup_phonemes`): a resumed optimizer state fits.
         self.add_module("sup_phonemes", None)
+
+    def _speaker_dims(self, args) -> tuple[int, int]:
+        """Speakers of the learned embedding (0 for d-vectors) and channels of `g` (0 for a single-speaker model).
+
+        The speaker count is the speaker manager's (the config's `speakers` or `speakers_file`, as the toolkit's VITS
+        reads them), else `num_speakers`.
+        """
+        if args.use_d_vector_file:
+            if args.d_vector_dim < 1:
+                msg = "model_args.use_d_vector_file needs model_args.d_vector_dim (the channels of the d-vectors)."
+                raise ValueError(msg)
+            return 0, args.d_vector_dim
+        if not args.use_speaker_embedding:
+            return 0, 0
+        manager = self.speaker_manager
+        num_speakers = manager.num_speakers if manager is not None and manager.name_to_id else args.num_speakers
+        if num_speakers < 1:
+            msg = (
+                "model_args.use_speaker_embedding needs the speakers: set the config's `speakers` (a list of names), "
+                "model_args.speakers_file or model_args.num_speakers."
+            )
+            raise ValueError(msg)
+        return num_speakers, args.speaker_embedding_channels
+
+    @property
+    def is_multi_speaker(self) -> bool:
+        return self.speaker_embedding is not None
+
+    def speaker_vector(self, aux_input: dict[str, Any] | None) -> torch.Tensor | None:
+        """The speaker vector `g` `[B, C_g, 1]` of `aux_input` (`speaker_ids` or `d_vectors`); None if one speaker."""
+        if self.speaker_embedding is None:
+            return None
+        speaker_ids, d_vectors = speaker_inputs(aux_input)
+        device = self.cond_durator.weight.device
+        return self.speaker_embedding(
+            None if speaker_ids is None else speaker_ids.to(device),
+            None if d_vectors is None else d_vectors.to(device),
+        )
+
+    def _condition_durator_input(self, h: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+        """The phoneme states the durator and the alignment prior read: `h`, plus the projected speaker vector."""
+        return h if self.cond_durator is None else self.cond_durator.condition(h, x_mask, g)
+
+    @property
+    def mas_noise_scale(self) -> float:
+        """VITS2's noise on the alignment search scores at this step (training only): decays linearly to 0."""
+        args = self.args
+        if not self.training or args.mas_noise_scale <= 0:
+            return 0.0
+        return args.mas_noise_scale * max(0.0, 1.0 - int(self.step) / max(1, args.mas_noise_decay_steps))
 
     @property
     def switches(self) -> StageSwitches:
@@ -204,7 +293,8 @@ class Naturalspeech(BaseTTSE2E):
             spec: Linear spectrograms (posterior encoder input).
             spec_lengths: Valid frames per item.
             waveform: Recordings.
-            aux_input: `{"durations": [B, T_text]}` to use given durations instead of alignment search.
+            aux_input: `{"durations": [B, T_text]}` to use given durations instead of alignment search;
+                `speaker_ids` (`[B]`) or `d_vectors` (`[B, C_g]`) for a multi-speaker model.
 
         Returns:
             The tensors the losses and the logs need (see `Return Shapes`).
@@ -223,14 +313,25 @@ class Naturalspeech(BaseTTSE2E):
             - alignments: :math:`[B, T_prior, T_text]`
             - durations: :math:`[B, T_text]` durations used for the prior
             - kl_terms: dict of unweighted KL and duration losses of this stage
+            - duration_disc_inputs: with `use_duration_discriminator`, `h` `[B, C, T_text]` (detached), `x_mask`, and
+              the `real` (aligned) and `fake` (predicted) log durations `[B, 1, T_text]`
         """
         switches = self.switches
-        h, x_mask = self.encode_phonemes(tokens, token_lengths)
-        z, m_q, logs_q, y_mask = self.posterior_encoder(spec, spec_lengths)
-        z_p = self.flow(z, y_mask)
+        g = self.speaker_vector(aux_input)
+        h, x_mask = self.encode_phonemes(tokens, token_lengths, g=g)
+        h = self._condition_durator_input(h, x_mask, g)
+        z, m_q, logs_q, y_mask = self.posterior_encoder(spec, spec_lengths, g=g)
+        z_p = self.flow(z, y_mask, g)
 
         aligned_durations, loss_align = self.alignment_prior.align(
-            h, x_mask, z_p, logs_q, y_mask, self.prior_posterior_kl, durations=(aux_input or {}).get("durations")
+            h,
+            x_mask,
+            z_p,
+            logs_q,
+            y_mask,
+            self.prior_posterior_kl,
+            durations=(aux_input or {}).get("durations"),
+            noise_scale=self.mas_noise_scale,
         )
         kl_terms = {"loss_align": loss_align}
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
@@ -246,7 +347,7 @@ class Naturalspeech(BaseTTSE2E):
         )
         prior_sample = None
         if switches.use_forward_kl or switches.use_e2e:
-            prior_sample = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, 1.0)
+            prior_sample = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, 1.0, g)
         if switches.use_forward_kl:
             # L_fwd: the prior sample mapped back, scored under the posterior
             kl_terms["loss_kl_fwd"] = self.prior_posterior_kl(
@@ -261,7 +362,7 @@ class Naturalspeech(BaseTTSE2E):
         slice_mask = torch.ones_like(z_slice[:, :1])
         hop = self.config.audio.hop_length
         outputs = {
-            "model_outputs": self.waveform_decoder(self._decoder_input(z_slice, slice_mask, switches)),
+            "model_outputs": self.waveform_decoder(self._decoder_input(z_slice, slice_mask, switches), g=g),
             "waveform_seg": segment(waveform, slice_ids * hop, self.args.spec_segment_size * hop, pad_short=True),
             "slice_ids": slice_ids,
             "alignments": prior.attention,
@@ -270,31 +371,45 @@ class Naturalspeech(BaseTTSE2E):
             "posterior_mean": m_q,
             "kl_terms": kl_terms,
         }
+        if self.duration_disc is not None:
+            # what the duration discriminator compares: aligned (real) and predicted (fake) log durations given `h`
+            outputs["duration_disc_inputs"] = {
+                "h": h.detach(),
+                "x_mask": x_mask,
+                "real": torch.log(aligned_durations.float().unsqueeze(1) + 1e-6).detach() * x_mask,
+                "fake": prior.log_durations,
+            }
         if switches.use_e2e:
             e2e_slice, _ = rand_segments(prior_sample, prior.frame_lengths, self.args.spec_segment_size, True, True)
-            outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches))
+            outputs["e2e_outputs"] = self.waveform_decoder(self._decoder_input(e2e_slice, slice_mask, switches), g=g)
         return outputs
 
     def encode_phonemes(
-        self, tokens: torch.Tensor, token_lengths: torch.Tensor, sup_ids: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor,
+        sup_ids: torch.Tensor | None = None,
+        g: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Phoneme encoder over the phoneme ids, plus their sup-phonemes when the model has the sup-phoneme input.
 
         The sup-phoneme ids are computed here from the phoneme ids, in training and synthesis alike, so both always
         segment with the BPE stored in the model. `sup_ids` given instead are used as they are: the BPE runs in
-        Python, so a traced graph (ONNX) takes them as an input.
+        Python, so a traced graph (ONNX) takes them as an input. The speaker vector `g` is read only by a phoneme
+        encoder built with `use_speaker_conditioned_phoneme_encoder`.
 
         Shapes:
             - tokens: :math:`[B, T_text]`
             - token_lengths: :math:`[B]`
             - sup_ids: :math:`[B, T_text]`
+            - g: :math:`[B, C_g, 1]`
             - h: :math:`[B, C, T_text]`
             - x_mask: :math:`[B, 1, T_text]`
         """
         extra = None
         if self.sup_phonemes is not None:
             extra = self.sup_phonemes(tokens, token_lengths) if sup_ids is None else self.sup_phonemes.emb(sup_ids)
-        return self.phoneme_encoder(tokens, token_lengths, extra_embedding=extra)
+        return self.phoneme_encoder(tokens, token_lengths, extra_embedding=extra, g=g)
 
     def _decoder_input(self, z: torch.Tensor, mask: torch.Tensor, switches: StageSwitches) -> torch.Tensor:
         """The memory-bank reading of `z` when the memory VAE is active, else `z` itself."""
@@ -302,10 +417,10 @@ class Naturalspeech(BaseTTSE2E):
             return self.memory_bank(z, mask)
         return z * mask
 
-    def _sample_prior(self, mean, log_std, mask, noise_scale: float) -> torch.Tensor:
+    def _sample_prior(self, mean, log_std, mask, noise_scale: float, g: torch.Tensor | None = None) -> torch.Tensor:
         """Sample z' ~ p(z'|y) and map it back to the posterior space with f^-1."""
         z_prior = (mean + torch.randn_like(mean) * torch.exp(log_std) * noise_scale) * mask
-        return self.flow.inverse(z_prior, mask)
+        return self.flow.inverse(z_prior, mask, g)
 
     @torch.no_grad()
     def synthesize_latents(
@@ -317,6 +432,8 @@ class Naturalspeech(BaseTTSE2E):
         *,
         durations: torch.Tensor | None = None,
         sup_ids: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
+        d_vectors: torch.Tensor | None = None,
     ) -> LatentSynthesis:
         """Everything of synthesis before the waveform decoder: the decoder's input and the token durations.
 
@@ -332,6 +449,8 @@ class Naturalspeech(BaseTTSE2E):
             length_scale: Factor on the predicted durations (larger is slower speech); None for the model's.
             durations: Frames per token to use instead of the durator's prediction.
             sup_ids: Sup-phoneme ids instead of running the stored BPE (see :meth:`encode_phonemes`).
+            speaker_ids: Speaker ids of a model with a learned speaker embedding (checked by :meth:`inference`).
+            d_vectors: Speaker d-vectors of a model conditioned on d-vectors.
 
         Shapes:
             - tokens: :math:`[B, T_text]`
@@ -341,16 +460,22 @@ class Naturalspeech(BaseTTSE2E):
             - out.frame_lengths: :math:`[B]`
             - out.frame_mask: :math:`[B, 1, T_feats]`
             - out.attention: :math:`[B, T_feats, T_text]`
+            - out.speaker: :math:`[B, C_g, 1]`, the decoder's conditioning (None for a single-speaker model)
         """
         noise_scale = self.noise_scale if noise_scale is None else noise_scale
         length_scale = self.length_scale if length_scale is None else length_scale
-        h, x_mask = self.encode_phonemes(tokens, token_lengths, sup_ids)
+        g = self.speaker_vector({"speaker_ids": speaker_ids, "d_vectors": d_vectors})
+        h, x_mask = self.encode_phonemes(tokens, token_lengths, sup_ids, g=g)
         prior = self.durator(
-            h, x_mask, durations=durations, length_scale=length_scale, max_frames=self.args.max_inference_len
+            self._condition_durator_input(h, x_mask, g),
+            x_mask,
+            durations=durations,
+            length_scale=length_scale,
+            max_frames=self.args.max_inference_len,
         )
-        z = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, noise_scale)
+        z = self._sample_prior(prior.prior_mean, prior.prior_log_std, prior.frame_mask, noise_scale, g)
         z = self._decoder_input(z, prior.frame_mask, self._inference_switches())
-        return LatentSynthesis(z, prior.durations, prior.frame_lengths, prior.frame_mask, prior.attention)
+        return LatentSynthesis(z, prior.durations, prior.frame_lengths, prior.frame_mask, prior.attention, g)
 
     @torch.inference_mode()
     def inference(self, x: torch.Tensor, aux_input: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -359,7 +484,11 @@ class Naturalspeech(BaseTTSE2E):
         Args:
             x: Phoneme ids.
             aux_input: Optional `x_lengths` (defaults to the full length, batch size 1), `noise_scale`,
-                `length_scale`, and `durations` (frames per token, replaces the durator's prediction).
+                `length_scale`, and `durations` (frames per token, replaces the durator's prediction); a
+                multi-speaker model needs `speaker_ids` (`[B]`) or `d_vectors` (`[B, C_g]`).
+
+        Raises:
+            ValueError: An item has no token, or a speaker id is out of range or missing.
 
         Shapes:
             - x: :math:`[B, T_text]`
@@ -373,15 +502,20 @@ class Naturalspeech(BaseTTSE2E):
         """
         aux_input = aux_input or {}
         x_lengths = self._checked_lengths(x, aux_input.get("x_lengths"))
+        speaker_ids, d_vectors = speaker_inputs(aux_input)
+        if self.speaker_embedding is not None:
+            self.speaker_embedding.check_ids(speaker_ids, self._speaker_names())
         out = self.synthesize_latents(
             x,
             x_lengths,
             aux_input.get("noise_scale"),
             aux_input.get("length_scale"),
             durations=aux_input.get("durations"),
+            speaker_ids=speaker_ids,
+            d_vectors=d_vectors,
         )
         return {
-            "model_outputs": self._decode_each(out.latents, out.frame_lengths),
+            "model_outputs": self._decode_each(out.latents, out.frame_lengths, out.speaker),
             "alignments": out.attention,
             "durations": out.durations,
             "frame_lengths": out.frame_lengths,
@@ -405,7 +539,41 @@ class Naturalspeech(BaseTTSE2E):
         """
         text = strip_control_characters(text)
         self.speakable_ids(text, language=kwargs.get("language"))
+        if "speaker" in kwargs:
+            kwargs["speaker"] = self.checked_speaker(kwargs["speaker"])
         return super().synthesize(text, *args, **kwargs)
+
+    def _speaker_names(self) -> list[str]:
+        """Speaker names in id order (empty if the model has ids without names)."""
+        manager = self.speaker_manager
+        if manager is None or not manager.name_to_id:
+            return []
+        return [name for name, _ in sorted(manager.name_to_id.items(), key=lambda item: item[1])]
+
+    def checked_speaker(self, speaker: str | int | None) -> str | int | None:
+        """The speaker name for `speaker` (a name, or an id as a number); a ValueError naming the valid speakers.
+
+        The toolkit's `synthesize` raises a bare `KeyError` for an unknown name; this names the choices instead.
+        """
+        if speaker is None or self.speaker_embedding is None:
+            return speaker
+        if speaker == "":  # the synthesizer's "no speaker": the toolkit then asks for one
+            return None
+        if self.args.use_d_vector_file:
+            manager = self.speaker_manager
+            names = sorted(manager.embedding_names) if manager is not None and manager.embeddings else []
+            if names and speaker not in names and (manager is None or manager.encoder is None):
+                msg = f"Speaker {speaker!r} has no d-vector in this model; its speakers are: {', '.join(names)}."
+                raise ValueError(msg)
+            return speaker
+        names = self._speaker_names()
+        if isinstance(speaker, int) and not isinstance(speaker, bool):
+            self.speaker_embedding.check_ids(torch.tensor([speaker]), names)
+            return names[speaker] if names else speaker
+        if speaker not in names:
+            msg = f"Speaker {speaker!r} is not a speaker of this model; its speakers are: {', '.join(names)}."
+            raise ValueError(msg)
+        return speaker
 
     def inference_stream(
         self,
@@ -415,6 +583,7 @@ class Naturalspeech(BaseTTSE2E):
         noise_scale: float | None = None,
         length_scale: float | None = None,
         language: str | None = None,
+        speaker: str | int | None = None,
     ) -> SynthesisStream:
         """Synthesize `text` (one sentence, or a text to speak without pauses) as a stream of audio chunks.
 
@@ -429,6 +598,7 @@ class Naturalspeech(BaseTTSE2E):
             noise_scale: Prior sampling temperature; None for the model's.
             length_scale: Factor on the predicted durations; None for the model's.
             language: Language of the text for the phonemizer, if the model has several.
+            speaker: Speaker name or id of a multi-speaker model (learned speaker embedding).
 
         Returns:
             An iterator over 1-D float32 numpy chunks, which also carries the durations, the total length and
@@ -440,7 +610,28 @@ class Naturalspeech(BaseTTSE2E):
             ...     player.write(chunk)
         """
         ids = self.speakable_ids(text, language=language)
-        return SynthesisStream(self, ids, chunk_frames, noise_scale, length_scale, text=text, language=language)
+        speaker_id = self.speaker_id_of(speaker)
+        return SynthesisStream(
+            self, ids, chunk_frames, noise_scale, length_scale, text=text, language=language, speaker_id=speaker_id
+        )
+
+    def speaker_id_of(self, speaker: str | int | None) -> int | None:
+        """The speaker id of a speaker name or id (checked); None for a single-speaker model.
+
+        Raises:
+            ValueError: The model is multi-speaker and `speaker` is missing, unknown or out of range, or the model is
+                conditioned on d-vectors (no speaker ids).
+        """
+        if self.speaker_embedding is None:
+            return None
+        if self.speaker_embedding.emb_g is None:
+            raise ValueError("This model is conditioned on d-vectors, not speaker ids: use `synthesize`.")
+        name = self.checked_speaker(speaker)
+        if name is None:
+            names = self._speaker_names()
+            msg = f"This multi-speaker model needs a speaker: one of {', '.join(names) or 'its speaker ids'}."
+            raise ValueError(msg)
+        return self._speaker_names().index(name) if isinstance(name, str) else int(name)
 
     @property
     def decoder_context(self) -> DecoderContext:
@@ -469,17 +660,19 @@ class Naturalspeech(BaseTTSE2E):
         # A fitted memory bank is used from the main stage on, whatever step the checkpoint was saved at.
         return self.switches._replace(use_memory_bank=bool(self.memory_initialized) and self.args.use_memory_bank)
 
-    def _decode_each(self, z: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+    def _decode_each(self, z: torch.Tensor, frame_lengths: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """Decode every item at its own length, so batched synthesis equals synthesis one sentence at a time.
 
         Shapes:
             - z: :math:`[B, C, T_feats]`
+            - g: :math:`[B, C_g, 1]`
             - output: :math:`[B, 1, T_feats * hop]`
         """
         hop = self.config.audio.hop_length
         wav = z.new_zeros(z.size(0), 1, z.size(2) * hop)
         for index, length in enumerate(frame_lengths.tolist()):
-            wav[index, :, : length * hop] = self.waveform_decoder(z[index : index + 1, :, :length])[0]
+            g_item = None if g is None else g[index : index + 1]
+            wav[index, :, : length * hop] = self.waveform_decoder(z[index : index + 1, :, :length], g=g_item)[0]
         return wav
 
     ##########################
@@ -628,7 +821,7 @@ class Naturalspeech(BaseTTSE2E):
         self.memory_initialized.fill_(True)
 
     def _encode_posterior(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        z, _, _, y_mask = self.posterior_encoder(batch["spec"], batch["spec_lens"])
+        z, _, _, y_mask = self.posterior_encoder(batch["spec"], batch["spec_lens"], g=self.speaker_vector(batch))
         return z, y_mask
 
     def _to_device(self, batch: dict) -> dict:
@@ -665,7 +858,11 @@ class Naturalspeech(BaseTTSE2E):
         return self.trainer_hooks.num_skipped_steps
 
     def _train_step_discriminator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
-        aux_input = {"durations": self._duration_labels(batch)}
+        aux_input = {
+            "durations": self._duration_labels(batch),
+            "speaker_ids": batch.get("speaker_ids"),
+            "d_vectors": batch.get("d_vectors"),
+        }
         outputs = self.forward(
             batch["tokens"], batch["token_lens"], batch["spec"], batch["spec_lens"], batch["waveform"], aux_input
         )
@@ -675,6 +872,13 @@ class Naturalspeech(BaseTTSE2E):
         scores_e2e = self.disc(outputs["e2e_outputs"].detach())[0] if "e2e_outputs" in outputs else None
         with torch.autocast(device_type=fake.device.type, enabled=False):
             loss_dict = criterion(scores_real, scores_fake, scores_e2e)
+            if "duration_disc_inputs" in outputs:
+                inputs = outputs["duration_disc_inputs"]
+                real_durations = self.duration_disc(inputs["h"], inputs["x_mask"], inputs["real"])
+                fake_durations = self.duration_disc(inputs["h"], inputs["x_mask"], inputs["fake"].detach())
+                loss = duration_discriminator_loss(real_durations, fake_durations, inputs["x_mask"])
+                loss_dict["loss_duration_disc"] = loss
+                loss_dict["loss"] = loss_dict["loss"] + self.config.duration_adv_loss_alpha * loss
         return outputs, loss_dict
 
     def _train_step_generator(self, batch: dict, criterion: nn.Module) -> tuple[dict, dict]:
@@ -700,6 +904,13 @@ class Naturalspeech(BaseTTSE2E):
         loss_dict = criterion(
             mel_slice, mel_slice_hat, scores_fake, feats_fake, feats_real, outputs["kl_terms"], scores_e2e
         )
+        if "duration_disc_inputs" in outputs:
+            inputs = outputs["duration_disc_inputs"]
+            with torch.autocast(device_type=batch["mel"].device.type, enabled=False):
+                scores = self.duration_disc(inputs["h"], inputs["x_mask"], inputs["fake"].float())
+                loss = duration_generator_loss(scores, inputs["x_mask"])
+            loss_dict["loss_duration_gen"] = loss
+            loss_dict["loss"] = loss_dict["loss"] + self.config.duration_adv_loss_alpha * loss
         return outputs, loss_dict
 
     def _duration_labels(self, batch: dict) -> torch.Tensor | None:
@@ -717,10 +928,12 @@ class Naturalspeech(BaseTTSE2E):
         return [NaturalspeechDiscriminatorLoss(self.config), NaturalspeechGeneratorLoss(self.config)]
 
     def get_optimizer(self) -> list[torch.optim.Optimizer]:
-        """Optimizer 0 trains the discriminators, optimizer 1 everything else (memory bank included from step 0)."""
+        """Optimizer 0 trains the discriminators (waveform, and duration with VITS2's option), optimizer 1 everything
+        else (memory bank included from step 0)."""
         config = self.config
-        disc = get_optimizer(config.optimizer, config.optimizer_params, config.lr_disc, self.disc)
-        gen_parameters = chain(p for name, p in self.named_parameters() if not name.startswith("disc."))
+        disc_parameters = chain(p for name, p in self.named_parameters() if name.startswith(DISCRIMINATOR_PREFIXES))
+        disc = get_optimizer(config.optimizer, config.optimizer_params, config.lr_disc, parameters=disc_parameters)
+        gen_parameters = chain(p for name, p in self.named_parameters() if not name.startswith(DISCRIMINATOR_PREFIXES))
         gen = get_optimizer(config.optimizer, config.optimizer_params, config.lr_gen, parameters=gen_parameters)
         return [disc, gen]
 
@@ -775,6 +988,29 @@ class Naturalspeech(BaseTTSE2E):
         )
 
     def format_batch(self, batch: dict) -> dict:
+        """Speaker ids (from the speaker names) or d-vectors (by audio file) for a multi-speaker model, as VITS does.
+
+        Raises:
+            ValueError: A sample's speaker is not one of the model's speakers (or has no d-vector).
+        """
+        batch["speaker_ids"], batch["d_vectors"] = None, None
+        if self.speaker_embedding is None:
+            return batch
+        manager = self.speaker_manager
+        if self.args.use_d_vector_file:
+            missing = [name for name in batch["audio_unique_names"] if name not in manager.embeddings]
+            if missing:
+                msg = f"No d-vector for {missing[0]} in model_args.d_vector_file."
+                raise ValueError(msg)
+            vectors = [manager.embeddings[name]["embedding"] for name in batch["audio_unique_names"]]
+            batch["d_vectors"] = torch.tensor(vectors, dtype=torch.float)
+            return batch
+        names = self._speaker_names()
+        unknown = sorted({name for name in batch["speaker_names"] if name not in names})
+        if unknown:
+            msg = f"Training samples of speaker(s) {unknown} that the model does not have (its speakers: {names})."
+            raise ValueError(msg)
+        batch["speaker_ids"] = torch.tensor([names.index(name) for name in batch["speaker_names"]], dtype=torch.long)
         return batch
 
     def format_batch_on_device(self, batch: dict) -> dict:
@@ -815,7 +1051,10 @@ class Naturalspeech(BaseTTSE2E):
         audios, figures = {}, {}
         for index, sentence in enumerate(self.config.test_sentences):
             text = sentence[0] if isinstance(sentence, list) else sentence
-            result = self.synthesize(text)
+            speaker = sentence[1] if isinstance(sentence, list) and len(sentence) > 1 else None
+            if speaker is None and self.is_multi_speaker and self._speaker_names():
+                speaker = self._speaker_names()[0]  # the same voice at every epoch, so the samples compare
+            result = self.synthesize(text, speaker=speaker)
             audios[f"{index}-audio"] = result["wav"]
             figures[f"{index}-alignment"] = plot_alignment(result["alignments"][0].cpu().numpy(), output_fig=False)
         return {"figures": figures, "audios": audios}
@@ -836,8 +1075,9 @@ class Naturalspeech(BaseTTSE2E):
         state = load_checkpoint_state(checkpoint_path, map_location="cpu", cache=cache)
         model_state = state["model"] if isinstance(state.get("model"), dict) else state
         if eval or self.disc is None:
-            model_state = {k: v for k, v in model_state.items() if not k.startswith("disc.")}
+            model_state = {k: v for k, v in model_state.items() if not k.startswith(DISCRIMINATOR_PREFIXES)}
             self.disc = None
+            self.duration_disc = None
         self._match_sup_phonemes(model_state, strict)  # before the check: the sup-phoneme input is in the state
         check_state_dict(self, model_state, strict=strict, source=str(checkpoint_path))
         self.load_state_dict(model_state, strict=strict)
@@ -860,7 +1100,8 @@ class Naturalspeech(BaseTTSE2E):
 
         `quantize=True` makes the HiFi-GAN decoder int8 for faster CPU synthesis, calibrated on `calibration_texts`
         (default: the config's `test_sentences`). With the sup-phoneme input, the graph takes the sup-phoneme ids as
-        a fourth input, `sup_ids`, and stores the BPE in its metadata (see `runtime/onnx_export.py`).
+        a fourth input, `sup_ids`, and stores the BPE in its metadata; a multi-speaker model's graph takes the speaker
+        ids as its last input, `sid` (see `runtime/onnx_export.py`).
         """
         from TTS.tts.layers.naturalspeech.runtime.onnx_export import export_onnx
 
@@ -872,14 +1113,15 @@ class Naturalspeech(BaseTTSE2E):
 
         self.onnx_sess = load_onnx(model_path, cuda=cuda)
 
-    def inference_onnx(self, x, x_lengths=None):
+    def inference_onnx(self, x, x_lengths=None, speaker_id=None):
         """Synthesize with the ONNX session at the model's noise and length scales: numpy `[B, 1, T_wav]`.
 
-        The sup-phoneme ids of a graph that takes them are computed from the BPE in the ONNX file.
+        The sup-phoneme ids of a graph that takes them are computed from the BPE in the ONNX file; a multi-speaker
+        graph needs `speaker_id` (one id, or one per item).
         """
         from TTS.tts.layers.naturalspeech.runtime.onnx_export import inference_onnx
 
-        return inference_onnx(self.onnx_sess, x, x_lengths, self.noise_scale, self.length_scale)
+        return inference_onnx(self.onnx_sess, x, x_lengths, self.noise_scale, self.length_scale, sid=speaker_id)
 
     @staticmethod
     def init_from_config(config: NaturalspeechConfig, samples: list | None = None) -> "Naturalspeech":

@@ -23,7 +23,12 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def search_durations(
-    z_p: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, x_mask: torch.Tensor, y_mask: torch.Tensor
+    z_p: torch.Tensor,
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    x_mask: torch.Tensor,
+    y_mask: torch.Tensor,
+    noise_scale: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Most likely monotonic alignment of latent frames to tokens.
 
@@ -37,6 +42,9 @@ def search_durations(
         log_std: Phoneme-level prior log-std.
         x_mask: Token mask.
         y_mask: Frame mask.
+        noise_scale: VITS2's exploration noise (arXiv 2307.16430, Section 2.1): Gaussian noise of standard deviation
+            `noise_scale` times the standard deviation of the valid scores is added to the scores before the search.
+            0 (the default) is the plain search.
 
     Returns:
         Durations in frames (summing to each item's frame count) and the hard alignment path.
@@ -52,6 +60,9 @@ def search_durations(
     cost = gaussian_kl_matrix(z_p.float(), torch.zeros_like(z_p, dtype=torch.float), mean.float(), log_std.float())
     log_likelihood = -cost.transpose(1, 2).contiguous()  # [B, T_feats, T_text] -> [B, T_text, T_feats]
     pair_mask = x_mask.transpose(1, 2) * y_mask  # [B, T_text, 1] * [B, 1, T_feats]
+    if noise_scale > 0:
+        scale = log_likelihood[pair_mask.expand_as(log_likelihood) > 0].std()
+        log_likelihood = log_likelihood + torch.randn_like(log_likelihood) * scale * noise_scale
     path = maximum_path(log_likelihood, pair_mask)
     return path.sum(2), path
 
@@ -79,6 +90,7 @@ class AlignmentPrior(nn.Conv1d):
         y_mask: torch.Tensor,
         kl: PriorPosteriorKL,
         durations: torch.Tensor | None = None,
+        noise_scale: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Durations from alignment search (or `durations`), and the KL that makes the search learn.
 
@@ -94,6 +106,7 @@ class AlignmentPrior(nn.Conv1d):
             kl: The model's prior/posterior KL, used frame-aligned along the searched path.
             durations: Durations to return instead of the searched ones (external labels); the KL still follows
                 the searched path.
+            noise_scale: Noise on the search scores (see :func:`search_durations`). Defaults to 0.
 
         Returns:
             Durations in frames and the unweighted alignment KL `loss_align`.
@@ -106,7 +119,7 @@ class AlignmentPrior(nn.Conv1d):
             - durations: :math:`[B, T_text]`
         """
         mean, log_std = torch.split(self(h) * x_mask, self.in_channels, dim=1)
-        searched, path = search_durations(z_p, mean, log_std, x_mask, y_mask)
+        searched, path = search_durations(z_p, mean, log_std, x_mask, y_mask, noise_scale)
         # the Gaussians expanded along the path: [B, C, T_text] x [B, T_text, T_feats] -> [B, C, T_feats]
         frame_mean, frame_log_std = mean @ path, log_std @ path
         frame_lengths = y_mask.sum((1, 2)).long()

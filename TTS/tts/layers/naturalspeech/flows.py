@@ -5,6 +5,11 @@ An invertible map `f` from the posterior space (latents `z ~ q(z|x)` of the post
 coupling layers, so `log |det ∂f/∂z| = 0` and the single-sample KL terms of `gaussian_kl` are exact. `forward`
 serves the backward loss L_bwd (posterior mapped into the prior space); `inverse` serves the forward loss L_fwd and
 inference (prior samples mapped back to the posterior space, which the memory bank and the decoder read).
+
+VITS2's transformer coupling layers (arXiv 2307.16430, Section 2.3) are an option (`use_transformer_flow`): each
+coupling layer reads its input half through a self-attention block before the WaveNet, so the shift it predicts can
+depend on frames beyond the WaveNet's receptive field. The shift still depends on the untouched half only, so the
+layer stays exactly invertible and volume preserving.
 """
 
 import logging
@@ -12,6 +17,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
+from TTS.tts.layers.glow_tts.transformer import RelativePositionTransformer
 from TTS.tts.layers.vits.networks import ResidualCouplingBlocks
 
 logger = logging.getLogger(__name__)
@@ -28,6 +34,9 @@ class BidirectionalFlow(nn.Module):
         num_layers: WaveNet layers inside each coupling layer.
         num_flows: Coupling layers (each followed by a channel flip).
         cond_channels: Channels of an optional global conditioning vector (e.g. a speaker embedding); 0 for none.
+        use_transformer: VITS2's transformer coupling layers: a self-attention block before each WaveNet.
+            Defaults to False.
+        num_heads_transformer: Attention heads of those blocks. Defaults to 2.
     """
 
     def __init__(
@@ -39,6 +48,8 @@ class BidirectionalFlow(nn.Module):
         num_layers: int,
         num_flows: int = 4,
         cond_channels: int = 0,
+        use_transformer: bool = False,
+        num_heads_transformer: int = 2,
     ):
         super().__init__()
         self.flows = ResidualCouplingBlocks(
@@ -50,6 +61,9 @@ class BidirectionalFlow(nn.Module):
             num_flows=num_flows,
             cond_channels=cond_channels,
         )  # mean-only coupling layers: log-det 0
+        if use_transformer:
+            for coupling in self.flows.flows:
+                coupling.enc = AttentionThenWaveNet(coupling.enc, hidden_channels, num_heads_transformer)
 
     def forward(self, z: Tensor, mask: Tensor, g: Tensor | None = None) -> Tensor:
         """Map posterior latents into the prior space: `f(z)`.
@@ -80,3 +94,40 @@ class BidirectionalFlow(nn.Module):
             mask = mask.to(x.dtype)
             g = None if g is None else g.to(x.dtype)
             return self.flows(x * mask, mask, g=g, reverse=reverse) * mask
+
+
+class AttentionThenWaveNet(nn.Module):
+    """The shift network of a VITS2 transformer coupling layer: one relative-position transformer block, then the
+    coupling layer's own WaveNet (it replaces the WaveNet as the layer's `enc`, so the toolkit's coupling code runs
+    unchanged).
+
+    Args:
+        wavenet: The coupling layer's WaveNet.
+        channels: Hidden channels of the coupling layer.
+        num_heads: Attention heads.
+
+    Shapes:
+        - h: :math:`[B, C_hidden, T_feats]`
+        - mask: :math:`[B, 1, T_feats]`
+        - g: :math:`[B, C_cond, 1]`
+        - output: :math:`[B, C_hidden, T_feats]`
+    """
+
+    def __init__(self, wavenet: nn.Module, channels: int, num_heads: int):
+        super().__init__()
+        self.attention = RelativePositionTransformer(
+            in_channels=channels,
+            out_channels=channels,
+            hidden_channels=channels,
+            hidden_channels_ffn=channels,
+            num_heads=num_heads,
+            num_layers=1,
+            kernel_size=3,
+            dropout_p=0.0,
+            layer_norm_type="2",
+            rel_attn_window_size=4,
+        )
+        self.wavenet = wavenet
+
+    def forward(self, h: Tensor, mask: Tensor, g: Tensor | None = None) -> Tensor:
+        return self.wavenet(self.attention(h * mask, mask), mask, g=g)

@@ -364,14 +364,20 @@ def load_pretrained_encoder(
     Raises:
         ValueError: The checkpoint has no phoneme vocabulary, or it differs from `vocabulary` (the message names
             the missing, extra and reordered symbols).
-        RuntimeError: The encoder's keys or shapes differ from the checkpoint's (strict loading).
+        RuntimeError: The encoder's keys or shapes differ from the checkpoint's (strict loading; only the speaker
+            input of a speaker-conditioned encoder, `cond.*`, may be missing from the checkpoint).
     """
     with fsspec.open(checkpoint_path, "rb") as f:
         checkpoint = torch.load(f, map_location="cpu", weights_only=True)
     _check_vocabulary(checkpoint, checkpoint_path, vocabulary)
     model_state = checkpoint["model"]
     state = {k.removeprefix("encoder."): v for k, v in model_state.items() if k.startswith("encoder.")}
-    encoder.load_state_dict(state, strict=True)
+    # strict, except for the speaker input of a speaker-conditioned encoder, which pre-training (text only) never has
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("cond.")]
+    if missing or unexpected:
+        msg = f"{checkpoint_path}: encoder keys differ from the model's: missing {missing}, unexpected {unexpected}."
+        raise RuntimeError(msg)
     logger.info("Loaded %d pre-trained phoneme encoder tensors from %s.", len(state), checkpoint_path)
     if "sup_phoneme_bpe" not in model_state:
         return None

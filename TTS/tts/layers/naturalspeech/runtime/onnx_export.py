@@ -21,10 +21,16 @@ A model with the sup-phoneme input (`Naturalspeech.sup_phonemes`) exports a grap
 `SUP_PHONEME_METADATA_KEY`: the BPE runs in Python, outside the graph. `inference_onnx` computes `sup_ids` from that
 metadata when the caller does not pass them (this needs the `tokenizers` package as well); other runtimes compute them
 with `SupPhonemeTokenizer.from_json(<metadata>).align(ids).sup_ids`, `[PAD]` (id 0) after each item's length.
+
+A multi-speaker model with a learned speaker embedding exports a graph with one more input, `sid` (`[B]`, int64
+speaker ids), the toolkit's VITS name; its speaker names are stored in the metadata under `SPEAKERS_METADATA_KEY`
+(a JSON list, in id order). The graph cannot check the ids: :func:`inference_onnx` rejects ids out of range.
+Models conditioned on external d-vectors are not exported (a clear error).
 """
 
 import copy
 import functools
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -53,6 +59,8 @@ DYNAMIC_AXES = {
 }
 SUP_INPUT_NAME = "sup_ids"  # the graph input of models with the sup-phoneme input, after INPUT_NAMES
 SUP_PHONEME_METADATA_KEY = "naturalspeech_sup_phoneme_bpe"  # the sup-phoneme BPE (`SupPhonemeTokenizer.to_json`)
+SPEAKER_INPUT_NAME = "sid"  # the graph input of multi-speaker models, last; the toolkit's VITS export uses this name
+SPEAKERS_METADATA_KEY = "naturalspeech_speakers"  # JSON list of the speaker names, in id order
 # Harvard sentences: varied phonemes and lengths, for int8 calibration when the config has no test sentences
 DEFAULT_CALIBRATION_TEXTS = [
     "The birch canoe slid on the smooth planks.",
@@ -72,6 +80,7 @@ class _OnnxInference(nn.Module):
         - token_lengths: :math:`[B]` (int64)
         - scales: :math:`[2]` (float32) `[noise_scale, length_scale]`
         - sup_ids: :math:`[B, T_text]` (int64), only for a model with the sup-phoneme input
+        - sid: :math:`[B]` (int64), only for a multi-speaker model
         - output: :math:`[B, 1, T_wav]`, zero after each item's `frame_length * hop` samples
         - durations: :math:`[B, T_text]` (float32) frames per token, for timings
     """
@@ -80,19 +89,42 @@ class _OnnxInference(nn.Module):
         super().__init__()
         self.model = model
         self.hop_length = model.config.audio.hop_length
+        self.extra_inputs = extra_input_names(model)  # the optional inputs after `scales`, in order
 
-    def forward(
-        self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, sup_ids: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        out = self.model.synthesize_latents(tokens, token_lengths, scales[0], scales[1], sup_ids=sup_ids)
-        wav = self.model.waveform_decoder(out.latents)  # [B, 1, T_feats * hop]
+    def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, *extra: Tensor) -> tuple[Tensor, Tensor]:
+        extra_inputs = dict(zip(self.extra_inputs, extra))
+        out = self.model.synthesize_latents(
+            tokens,
+            token_lengths,
+            scales[0],
+            scales[1],
+            sup_ids=extra_inputs.get(SUP_INPUT_NAME),
+            speaker_ids=extra_inputs.get(SPEAKER_INPUT_NAME),
+        )
+        wav = self.model.waveform_decoder(out.latents, g=out.speaker)  # [B, 1, T_feats * hop]
         wav_mask = sequence_mask(out.frame_lengths * self.hop_length, wav.size(2)).unsqueeze(1).to(wav.dtype)
         return wav * wav_mask, out.durations
 
 
+def extra_input_names(model: nn.Module) -> list[str]:
+    """The graph inputs after `input`, `input_lengths`, `scales`: `sup_ids` and `sid`, as the model needs them.
+
+    Raises:
+        ValueError: The model is conditioned on external d-vectors (no ONNX export yet).
+    """
+    names = [SUP_INPUT_NAME] if getattr(model, "sup_phonemes", None) is not None else []
+    if getattr(model, "speaker_embedding", None) is not None:
+        if model.speaker_embedding.emb_g is None:
+            msg = "ONNX export of a model conditioned on d-vectors (use_d_vector_file) is not supported."
+            raise ValueError(msg)
+        names.append(SPEAKER_INPUT_NAME)
+    return names
+
+
 def export_copy(model: nn.Module) -> nn.Module:
     """A CPU eval copy of `model` without discriminator or ONNX session, with weight norm folded into the weights."""
-    memo = {id(getattr(model, name, None)): None for name in ("disc", "onnx_sess") if getattr(model, name, None)}
+    skipped = ("disc", "duration_disc", "onnx_sess")
+    memo = {id(getattr(model, name, None)): None for name in skipped if getattr(model, name, None)}
     export_model = copy.deepcopy(model, memo).cpu().eval()
     for module in export_model.modules():
         if parametrize.is_parametrized(module, "weight"):
@@ -128,6 +160,7 @@ def export_onnx(
         The path of the written file.
     """
     output_path = Path(output_path)
+    extra_input_names(model)  # a model that cannot be exported fails before anything is written
     if not quantize:
         _export_float(model, output_path, verbose)
         _store_sup_phonemes(model, output_path)
@@ -149,11 +182,14 @@ def _export_float(model: nn.Module, output_path: Path, verbose: bool) -> Path:
     dummy_lengths = torch.tensor([dummy_tokens.size(1)], dtype=torch.long)
     dummy_scales = torch.tensor([model.noise_scale, model.length_scale], dtype=torch.float32)
     inputs, input_names, dynamic_axes = (dummy_tokens, dummy_lengths, dummy_scales), INPUT_NAMES, DYNAMIC_AXES
-    sup_phonemes = getattr(model, "sup_phonemes", None)
-    if sup_phonemes is not None:
-        inputs = (*inputs, torch.zeros_like(dummy_tokens))  # any ids below the sup-phoneme vocabulary size trace
-        input_names = [*INPUT_NAMES, SUP_INPUT_NAME]
-        dynamic_axes = {**DYNAMIC_AXES, SUP_INPUT_NAME: DYNAMIC_AXES["input"]}
+    for name in wrapper.extra_inputs:
+        if name == SUP_INPUT_NAME:
+            inputs = (*inputs, torch.zeros_like(dummy_tokens))  # any ids below the sup-phoneme vocabulary size trace
+            dynamic_axes = {**dynamic_axes, SUP_INPUT_NAME: DYNAMIC_AXES["input"]}
+        else:
+            inputs = (*inputs, torch.zeros_like(dummy_lengths))  # speaker id 0
+            dynamic_axes = {**dynamic_axes, SPEAKER_INPUT_NAME: {0: "batch_size"}}
+        input_names = [*input_names, name]
     with torch.no_grad():
         torch.onnx.export(
             wrapper,
@@ -170,13 +206,19 @@ def _export_float(model: nn.Module, output_path: Path, verbose: bool) -> Path:
 
 
 def _store_sup_phonemes(model: nn.Module, path: Path) -> None:
-    """Write the model's sup-phoneme BPE (if any) into the metadata of the ONNX file at `path`.
+    """Write the model's sup-phoneme BPE and speaker names (if any) into the metadata of the ONNX file at `path`.
 
     Done on the final file: the int8 pass writes a new model and need not keep the float graph's metadata.
     """
+    entries = {}
     sup_phonemes = getattr(model, "sup_phonemes", None)
     if sup_phonemes is not None:
-        store_metadata(path, {SUP_PHONEME_METADATA_KEY: sup_phonemes.tokenizer.to_json()})
+        entries[SUP_PHONEME_METADATA_KEY] = sup_phonemes.tokenizer.to_json()
+    if SPEAKER_INPUT_NAME in extra_input_names(model):
+        names = model._speaker_names() or [str(i) for i in range(model.speaker_embedding.num_speakers)]
+        entries[SPEAKERS_METADATA_KEY] = json.dumps(names)
+    if entries:
+        store_metadata(path, entries)
 
 
 def store_metadata(path: str | Path, entries: dict[str, str]) -> None:
@@ -210,6 +252,8 @@ def calibration_feeds(model: nn.Module, texts: Sequence[str] | None = None) -> l
         feed = {"input": tokens, "input_lengths": np.array([len(ids)], dtype=np.int64), "scales": scales}
         if sup_phonemes is not None:
             feed[SUP_INPUT_NAME] = np.array([sup_phonemes.tokenizer.align(ids).sup_ids], dtype=np.int64)
+        if getattr(model, "speaker_embedding", None) is not None:
+            feed[SPEAKER_INPUT_NAME] = np.zeros(1, dtype=np.int64)  # calibrated on the first speaker
         feeds.append(feed)
     return feeds
 
@@ -235,6 +279,7 @@ def inference_onnx(
     *,
     per_item: bool = True,
     sup_ids: Any = None,
+    sid: Any = None,
 ) -> np.ndarray:
     """Run an exported model; numpy in, numpy out (torch tensors are accepted).
 
@@ -247,6 +292,11 @@ def inference_onnx(
         per_item: Decode each item on its own (equal to PyTorch's batched inference); False for one batched call.
         sup_ids: Sup-phoneme ids `[B, T_text]` for a graph with the `sup_ids` input; None computes them with the
             BPE stored in the model's metadata. Ignored by phoneme-only graphs.
+        sid: Speaker ids `[B]` (or one id for all items) for a multi-speaker graph (input `sid`); required there,
+            ignored by single-speaker graphs.
+
+    Raises:
+        ValueError: An item has no token; a multi-speaker graph gets no speaker id or one out of range.
 
     Returns:
         Waveforms `[B, 1, T_wav]`, zero after each item's end (`T_wav` is the longest item's length).
@@ -261,16 +311,20 @@ def inference_onnx(
         msg = f"inference_onnx: every item needs at least one token, got lengths {x_lengths.tolist()}"
         raise ValueError(msg)
     scales = np.array([noise_scale, length_scale], dtype=np.float32)
-    if SUP_INPUT_NAME in {i.name for i in session.get_inputs()}:
+    graph_inputs = {i.name for i in session.get_inputs()}
+    if SUP_INPUT_NAME in graph_inputs:
         sup_ids = session_sup_ids(session, x, x_lengths) if sup_ids is None else _as_int64(sup_ids).reshape(x.shape)
     else:
         sup_ids = None
+    sid = session_speaker_ids(session, sid, x.shape[0]) if SPEAKER_INPUT_NAME in graph_inputs else None
 
     def run(index: slice | None, lengths: np.ndarray) -> np.ndarray:
         rows = slice(None) if index is None else index
         feed = {"input": x[rows], "input_lengths": lengths, "scales": scales}
         if sup_ids is not None:
             feed[SUP_INPUT_NAME] = sup_ids[rows]
+        if sid is not None:
+            feed[SPEAKER_INPUT_NAME] = sid[rows if index is None else index[0]]
         return session.run(OUTPUT_NAMES, feed)[0]
 
     if not per_item or x.shape[0] == 1:
@@ -280,6 +334,20 @@ def inference_onnx(
     for index, wav in enumerate(wavs):
         out[index, :, : wav.shape[2]] = wav[0]
     return out
+
+
+def session_speaker_ids(session: Any, sid: Any, batch_size: int) -> np.ndarray:
+    """Speaker ids `[B]` for a multi-speaker graph, checked against the speakers in its metadata."""
+    names = json.loads(session.get_modelmeta().custom_metadata_map.get(SPEAKERS_METADATA_KEY, "[]"))
+    if sid is None:
+        msg = f"This ONNX model is multi-speaker: pass `sid` (speaker ids 0 to {len(names) - 1}: {', '.join(names)})."
+        raise ValueError(msg)
+    sid = np.broadcast_to(_as_int64(sid).reshape(-1), (batch_size,)).copy()
+    bad = [int(i) for i in sid if names and not 0 <= int(i) < len(names)]
+    if bad:
+        msg = f"Speaker id {bad[0]} is out of range: this ONNX model has speaker ids 0 to {len(names) - 1}."
+        raise ValueError(msg)
+    return sid
 
 
 def _as_int64(values: Any) -> np.ndarray:

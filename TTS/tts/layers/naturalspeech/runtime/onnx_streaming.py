@@ -10,12 +10,18 @@
   (`[B, 1, T_window * hop]`); with `quantize=True` also `decoder_int8.onnx`, its convolutions static int8
   (`onnx_quantization.py`), calibrated on the latents of `calibration_texts`.
 
+A multi-speaker model's `latents.onnx` also takes `sid` (`[B]`, speaker ids, after `sup_ids`) and outputs `speaker`
+(`[B, C_g, 1]`, the speaker vector), which `decoder.onnx` takes as its second input, `speaker`: the decoder is
+conditioned on the speaker too. The speaker names are in the metadata of `latents.onnx` (`SPEAKERS_METADATA_KEY`).
+
 Every file's metadata holds what a runtime needs besides the graphs: the hop length, the sample rate, the decoder's
 context in frames (`streaming.decoder_context`) and the model's default scales (and the sup-phoneme BPE in
 `latents.onnx`). :class:`OnnxStreamingSynthesizer` runs the pair through onnxruntime on numpy arrays, with the window
 arithmetic of the PyTorch stream (`streaming.plan_windows`), so both streams cut the same windows.
 """
 
+import functools
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,11 +35,15 @@ from TTS.tts.layers.naturalspeech.runtime.onnx_export import (
     DYNAMIC_AXES,
     INPUT_NAMES,
     OPSET_VERSION,
+    SPEAKER_INPUT_NAME,
+    SPEAKERS_METADATA_KEY,
     SUP_INPUT_NAME,
     SUP_PHONEME_METADATA_KEY,
     calibration_feeds,
     export_copy,
+    extra_input_names,
     load_onnx,
+    session_speaker_ids,
     session_sup_ids,
     store_metadata,
 )
@@ -49,6 +59,9 @@ logger = logging.getLogger(__name__)
 LATENTS_FILE, DECODER_FILE, DECODER_INT8_FILE = "latents.onnx", "decoder.onnx", "decoder_int8.onnx"
 LATENTS_OUTPUTS = ["latents", "durations", "frame_lengths"]
 DECODER_INPUT, DECODER_OUTPUT = "latents", "audio"
+SPEAKER_OUTPUT = (
+    "speaker"  # the speaker vector: an output of `latents.onnx`, an input of `decoder.onnx` (multi-speaker)
+)
 HOP_LENGTH_KEY = "naturalspeech_hop_length"
 SAMPLE_RATE_KEY = "naturalspeech_sample_rate"
 CONTEXT_KEY = "naturalspeech_decoder_context"  # "left,right" latent frames
@@ -81,7 +94,11 @@ def export_streaming_onnx(
         calibration_texts: Sentences whose latents calibrate the int8 activation ranges (`quantize` only); defaults
             as in `onnx_export.export_onnx`.
         verbose: Print the exported graphs. Defaults to False.
+
+    Raises:
+        ValueError: The model is conditioned on d-vectors (not exported).
     """
+    multi_speaker = SPEAKER_INPUT_NAME in extra_input_names(model)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     feeds = calibration_feeds(model, calibration_texts) if quantize else None  # bad texts fail before the export
@@ -101,6 +118,9 @@ def export_streaming_onnx(
     latents_metadata = dict(metadata)
     if sup_phonemes is not None:
         latents_metadata[SUP_PHONEME_METADATA_KEY] = sup_phonemes.tokenizer.to_json()
+    if multi_speaker:
+        names = model._speaker_names() or [str(i) for i in range(model.speaker_embedding.num_speakers)]
+        latents_metadata[SPEAKERS_METADATA_KEY] = json.dumps(names)
     store_metadata(files.latents, latents_metadata)
     store_metadata(files.decoder, metadata)
     if quantize:
@@ -108,8 +128,12 @@ def export_streaming_onnx(
         latents_session = load_onnx(files.latents)
         decoder_feeds = []
         for feed in feeds:
-            latents, lengths = latents_session.run(["latents", "frame_lengths"], feed)
-            decoder_feeds.append({DECODER_INPUT: latents[:, :, : int(lengths[0])]})
+            if multi_speaker:
+                latents, lengths, speaker = latents_session.run(["latents", "frame_lengths", SPEAKER_OUTPUT], feed)
+                decoder_feeds.append({DECODER_INPUT: latents[:, :, : int(lengths[0])], SPEAKER_OUTPUT: speaker})
+            else:
+                latents, lengths = latents_session.run(["latents", "frame_lengths"], feed)
+                decoder_feeds.append({DECODER_INPUT: latents[:, :, : int(lengths[0])]})
         quantize_decoder(files.decoder, files.decoder_int8, decoder_feeds)
         store_metadata(files.decoder_int8, metadata)
     logger.info("NaturalSpeech exported for streaming to %s: %s", output_dir, ", ".join(p.name for p in files if p))
@@ -122,10 +146,21 @@ class _LatentsGraph(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.extra_inputs = extra_input_names(model)
 
-    def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, sup_ids: Tensor | None = None):
-        out = self.model.synthesize_latents(tokens, token_lengths, scales[0], scales[1], sup_ids=sup_ids)
-        return out.latents, out.durations, out.frame_lengths
+    def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, *extra: Tensor):
+        extra_inputs = dict(zip(self.extra_inputs, extra))
+        out = self.model.synthesize_latents(
+            tokens,
+            token_lengths,
+            scales[0],
+            scales[1],
+            sup_ids=extra_inputs.get(SUP_INPUT_NAME),
+            speaker_ids=extra_inputs.get(SPEAKER_INPUT_NAME),
+        )
+        if out.speaker is None:
+            return out.latents, out.durations, out.frame_lengths
+        return out.latents, out.durations, out.frame_lengths, out.speaker
 
 
 class _DecoderGraph(nn.Module):
@@ -136,8 +171,8 @@ class _DecoderGraph(nn.Module):
         super().__init__()
         self.waveform_decoder = model.waveform_decoder
 
-    def forward(self, latents: Tensor) -> Tensor:
-        return self.waveform_decoder(latents)
+    def forward(self, latents: Tensor, speaker: Tensor | None = None) -> Tensor:
+        return self.waveform_decoder(latents, g=speaker)
 
 
 def _export_latents(model: nn.Module, path: Path, verbose: bool) -> None:
@@ -151,17 +186,25 @@ def _export_latents(model: nn.Module, path: Path, verbose: bool) -> None:
         "durations": {0: "batch_size", 1: "phonemes"},
         "frame_lengths": {0: "batch_size"},
     }
-    if getattr(model, "sup_phonemes", None) is not None:
-        inputs = (*inputs, torch.zeros_like(tokens))
-        input_names.append(SUP_INPUT_NAME)
-        dynamic_axes[SUP_INPUT_NAME] = DYNAMIC_AXES["input"]
+    graph = _LatentsGraph(model).eval()
+    output_names = list(LATENTS_OUTPUTS)
+    for name in graph.extra_inputs:
+        if name == SUP_INPUT_NAME:
+            inputs = (*inputs, torch.zeros_like(tokens))
+            dynamic_axes[SUP_INPUT_NAME] = DYNAMIC_AXES["input"]
+        else:
+            inputs = (*inputs, torch.zeros(1, dtype=torch.long))  # speaker id 0
+            dynamic_axes[SPEAKER_INPUT_NAME] = {0: "batch_size"}
+            output_names.append(SPEAKER_OUTPUT)
+            dynamic_axes[SPEAKER_OUTPUT] = {0: "batch_size"}
+        input_names.append(name)
     torch.onnx.export(
-        _LatentsGraph(model).eval(),
+        graph,
         inputs,
         str(path),
         opset_version=OPSET_VERSION,
         input_names=input_names,
-        output_names=LATENTS_OUTPUTS,
+        output_names=output_names,
         dynamic_axes=dynamic_axes,
         verbose=verbose,
         dynamo=False,
@@ -169,14 +212,20 @@ def _export_latents(model: nn.Module, path: Path, verbose: bool) -> None:
 
 
 def _export_decoder(model: nn.Module, path: Path, verbose: bool) -> None:
+    inputs, input_names = (torch.randn(1, model.args.hidden_channels, 40),), [DECODER_INPUT]
+    dynamic_axes = {DECODER_INPUT: {0: "batch_size", 2: "frames"}, DECODER_OUTPUT: {0: "batch_size", 2: "samples"}}
+    if getattr(model, "speaker_embedding", None) is not None:
+        inputs = (*inputs, torch.randn(1, model.embedded_speaker_dim, 1))
+        input_names.append(SPEAKER_OUTPUT)
+        dynamic_axes[SPEAKER_OUTPUT] = {0: "batch_size"}
     torch.onnx.export(
         _DecoderGraph(model).eval(),
-        (torch.randn(1, model.args.hidden_channels, 40),),
+        inputs,
         str(path),
         opset_version=OPSET_VERSION,
-        input_names=[DECODER_INPUT],
+        input_names=input_names,
         output_names=[DECODER_OUTPUT],
-        dynamic_axes={DECODER_INPUT: {0: "batch_size", 2: "frames"}, DECODER_OUTPUT: {0: "batch_size", 2: "samples"}},
+        dynamic_axes=dynamic_axes,
         verbose=verbose,
         dynamo=False,
     )
@@ -211,7 +260,9 @@ class OnnxStreamingSynthesizer:
         self.sample_rate = int(metadata[SAMPLE_RATE_KEY])
         self.context = DecoderContext(*(int(v) for v in metadata[CONTEXT_KEY].split(",")))
         self.noise_scale, self.length_scale = (float(v) for v in metadata[SCALES_KEY].split(","))
-        self._takes_sup_ids = SUP_INPUT_NAME in {i.name for i in self.latents_session.get_inputs()}
+        latents_inputs = {i.name for i in self.latents_session.get_inputs()}
+        self._takes_sup_ids = SUP_INPUT_NAME in latents_inputs
+        self._takes_sid = SPEAKER_INPUT_NAME in latents_inputs
 
     @classmethod
     def from_dir(cls, directory: str | Path, *, int8: bool = False, **kwargs) -> "OnnxStreamingSynthesizer":
@@ -225,8 +276,16 @@ class OnnxStreamingSynthesizer:
         noise_scale: float | None = None,
         length_scale: float | None = None,
         sup_ids: Sequence[int] | None = None,
+        sid: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The decoder input `[1, C, T_feats]` and the durations `[T_text]` of one sentence's token ids."""
+        """The decoder input `[1, C, T_feats]` and the durations `[T_text]` of one sentence's token ids.
+
+        A multi-speaker export needs the speaker id `sid` (see :meth:`stream`, which also conditions the decoder).
+        """
+        return self._latents(token_ids, noise_scale, length_scale, sup_ids, sid)[:2]
+
+    def _latents(self, token_ids, noise_scale, length_scale, sup_ids, sid) -> tuple:
+        """Latents, durations and the speaker vector (None for a single-speaker export)."""
         ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
         if ids.shape[1] == 0:
             raise ValueError("OnnxStreamingSynthesizer: no token ids to synthesize")
@@ -237,12 +296,20 @@ class OnnxStreamingSynthesizer:
         if self._takes_sup_ids:
             sup = session_sup_ids(self.latents_session, ids, lengths) if sup_ids is None else sup_ids
             feed[SUP_INPUT_NAME] = np.asarray(sup, dtype=np.int64).reshape(ids.shape)
-        latents, durations, frame_lengths = self.latents_session.run(LATENTS_OUTPUTS, feed)
-        return latents[:, :, : int(frame_lengths[0])], durations[0]
+        if not self._takes_sid:
+            latents, durations, frame_lengths = self.latents_session.run(LATENTS_OUTPUTS, feed)
+            return latents[:, :, : int(frame_lengths[0])], durations[0], None
+        feed[SPEAKER_INPUT_NAME] = session_speaker_ids(self.latents_session, sid, 1)
+        latents, durations, frame_lengths, speaker = self.latents_session.run([*LATENTS_OUTPUTS, SPEAKER_OUTPUT], feed)
+        return latents[:, :, : int(frame_lengths[0])], durations[0], speaker
 
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        """The decoder on a latent window `[1, C, T_window]`: audio `[T_window * hop]`."""
-        return self.decoder_session.run([DECODER_OUTPUT], {DECODER_INPUT: latents})[0][0, 0]
+    def decode(self, latents: np.ndarray, speaker: np.ndarray | None = None) -> np.ndarray:
+        """The decoder on a latent window `[1, C, T_window]`: audio `[T_window * hop]`; `speaker` `[1, C_g, 1]`
+        (from the latents graph) for a multi-speaker export."""
+        feed = {DECODER_INPUT: latents}
+        if speaker is not None:
+            feed[SPEAKER_OUTPUT] = speaker
+        return self.decoder_session.run([DECODER_OUTPUT], feed)[0][0, 0]
 
     def stream(
         self,
@@ -254,14 +321,16 @@ class OnnxStreamingSynthesizer:
         sup_ids: Sequence[int] | None = None,
         tokenizer: Any = None,
         text: str | None = None,
+        sid: int | None = None,
     ) -> LatentStream:
         """Synthesize one sentence's token ids as a stream of float32 audio chunks (latents once, then windows).
 
-        `tokenizer` (and `text`) are only kept for the stream's `timings()`.
+        `tokenizer` (and `text`) are only kept for the stream's `timings()`; `sid` is the speaker id of a
+        multi-speaker export (required there).
         """
-        latents, durations = self.latents(token_ids, noise_scale, length_scale, sup_ids)
+        latents, durations, speaker = self._latents(token_ids, noise_scale, length_scale, sup_ids, sid)
         return LatentStream(
-            self.decode,
+            functools.partial(self.decode, speaker=speaker),
             latents,
             token_ids=token_ids,
             durations=durations,

@@ -266,18 +266,20 @@ class SynthesisStream(LatentStream):
         *,
         text: str | None = None,
         language: str | None = None,
+        speaker_id: int | None = None,
     ):
         import torch
 
         tokens = torch.tensor([list(token_ids)], dtype=torch.long, device=model.device)
         lengths = torch.tensor([tokens.size(1)], dtype=torch.long, device=model.device)
+        speaker_ids = None if speaker_id is None else torch.tensor([speaker_id], device=model.device)
         with torch.inference_mode():
-            out = model.synthesize_latents(tokens, lengths, noise_scale, length_scale)
-        decoder = model.waveform_decoder
+            out = model.synthesize_latents(tokens, lengths, noise_scale, length_scale, speaker_ids=speaker_ids)
+        decoder, speaker = model.waveform_decoder, out.speaker
 
         def decode(latents: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return decoder(latents)[0, 0]
+                return decoder(latents, g=speaker)[0, 0]
 
         super().__init__(
             decode,

@@ -46,7 +46,7 @@ class TrainerHooks:
         discriminator_prefix: Name prefix of the parameters optimizer 0 steps. Defaults to "disc.".
     """
 
-    def __init__(self, discriminator_prefix: str = "disc."):
+    def __init__(self, discriminator_prefix: str | tuple[str, ...] = "disc."):
         self.discriminator_prefix = discriminator_prefix
         self.optimizer_idx: int | None = None
         self.num_skipped_steps = 0  # training steps skipped for a non-finite loss or gradient (logged)
