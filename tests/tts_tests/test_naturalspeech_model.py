@@ -304,7 +304,10 @@ def test_alignment_prior_learns_from_the_posterior_without_pulling_it(tiny):
 def test_training_tracks_the_duration_loss_that_mean_corrected_synthesis_uses(tmp_path, ljspeech_dir):
     config, model = build(tmp_path, ljspeech_dir, model_args={"mean_corrected_durations": True})
     batch = load_batch(config, model, SHORT_CLIPS)
+    model.on_train_step_start(SimpleNamespace(total_steps_done=0, train_loader=None))
     losses = train_steps(model, batch, num_steps=1)
+    assert model.durator.log_duration_variance.item() == 0.0  # tracked when the step ends, not in the forward pass
+    model.on_train_step_end(None)
     variance = model.durator.log_duration_variance.item()
     assert variance == pytest.approx(losses[0]["loss_duration"] / config.duration_loss_alpha, rel=1e-4)
     model.eval()

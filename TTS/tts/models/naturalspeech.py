@@ -126,6 +126,9 @@ class Naturalspeech(BaseTTSE2E):
         self.length_scale = args.length_scale
         # gradient averaging over ranks and the non-finite step guard (plain state, not in the state dict)
         self.trainer_hooks = TrainerHooks(discriminator_prefix=DISCRIMINATOR_PREFIXES)
+        # the duration loss of the step in progress, tracked by the durator once the step is taken
+        self._step_duration_loss: torch.Tensor | None = None
+        self._skipped_before_step = 0
         # the generator optimizer while the Trainer sets up (`on_init_start` to `on_init_end`): parameters created
         # then (the sup-phoneme input, from the pre-training or a restored checkpoint) join it
         self._setup_optimizer: torch.optim.Optimizer | None = None
@@ -336,8 +339,8 @@ class Naturalspeech(BaseTTSE2E):
         kl_terms = {"loss_align": loss_align}
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
         kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
-        if self.training:  # every rank tracks the same variance, as it keeps the same weights
-            self.durator.track_log_duration_variance(mean_over_ranks(kl_terms["loss_duration"]))
+        if self.training:  # tracked when the step is taken (`on_train_step_end`); the same on every rank
+            self._step_duration_loss = mean_over_ranks(kl_terms["loss_duration"])
         aligned = not switches.use_predicted_durations
         posterior = FrameGaussians(m_q, logs_q, spec_lengths)
         prior_frames = FrameGaussians(prior.prior_mean, prior.prior_log_std, prior.frame_lengths)
@@ -687,12 +690,20 @@ class Naturalspeech(BaseTTSE2E):
         uninterrupted run's losses exactly (deterministic CPU mode).
         """
         torch.manual_seed(self.config.training_seed + trainer.total_steps_done)
+        self._skipped_before_step, self._step_duration_loss = self.num_skipped_steps, None
         previous = self.switches.stage
         self.step.fill_(trainer.total_steps_done)
         if self.switches.stage is not previous:
             logger.info("NaturalSpeech training stage: %s (step %d)", self.switches.stage.value, int(self.step))
         if self.switches.use_memory_bank and not bool(self.memory_initialized):
             self.init_memory_bank(trainer.train_loader)
+
+    def on_train_step_end(self, trainer) -> None:
+        """Fold the step's duration loss into the durator's tracked variance, unless the step was skipped (a skipped
+        step leaves the model as it was)."""
+        if self._step_duration_loss is not None and self.num_skipped_steps == self._skipped_before_step:
+            self.durator.track_log_duration_variance(self._step_duration_loss)
+        self._step_duration_loss = None
 
     def on_init_start(self, trainer) -> None:
         """Initialise the phoneme encoder from `pretrained_encoder_path` when a training run starts from scratch.
