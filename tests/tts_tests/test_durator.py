@@ -7,7 +7,7 @@ import torch
 
 from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs
 from TTS.tts.layers.naturalspeech.durator import Durator, boundary_grids, hard_length_regulation
-from TTS.tts.layers.naturalspeech.losses import duration_loss
+from TTS.tts.layers.naturalspeech.losses import duration_loss, log_duration_residual_variance
 from TTS.tts.utils.helpers import generate_path, sequence_mask
 
 CHANNELS = 6
@@ -338,9 +338,13 @@ def test_mean_corrected_durations_keep_the_total_length_of_log_normal_durations(
     for corrected in (False, True):
         durator = make_durator(mean_corrected_durations=corrected, min_duration=0.01)
         for _ in range(3):  # steps of training: the first sets the variance, the next ones average into it
-            durator.track_log_duration_variance(duration_loss(best_regression, durations, x_mask))
+            durator.track_log_duration_variance(log_duration_residual_variance(best_regression, durations, x_mask))
         torch.testing.assert_close(durator.log_duration_variance, torch.tensor(sigma**2), rtol=0.05, atol=0.0)
         totals[corrected] = durator.predicted_durations(best_regression, x_mask).sum() / durations.sum()
+    # a predictor whose level is off has a larger duration loss but the same residual variance: no larger correction
+    off_level = best_regression - 1.0
+    assert duration_loss(off_level, durations, x_mask) == pytest.approx(sigma**2 + 1.0, rel=0.05)
+    assert log_duration_residual_variance(off_level, durations, x_mask) == pytest.approx(sigma**2, rel=0.05)
     assert totals[False] == pytest.approx(math.exp(-(sigma**2) / 2), rel=0.03)  # 0.78: 22 % short
     assert totals[True] == pytest.approx(1.0, abs=0.03)
 

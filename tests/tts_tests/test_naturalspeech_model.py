@@ -309,7 +309,7 @@ def test_training_tracks_the_duration_loss_that_mean_corrected_synthesis_uses(tm
     assert model.durator.log_duration_variance.item() == 0.0  # tracked when the step ends, not in the forward pass
     model.on_train_step_end(None)
     variance = model.durator.log_duration_variance.item()
-    assert variance == pytest.approx(losses[0]["loss_duration"] / config.duration_loss_alpha, rel=1e-4)
+    assert 0 < variance < losses[0]["loss_duration"] / config.duration_loss_alpha  # the loss less the squared bias
     model.eval()
     tokens = torch.randint(1, model.args.num_chars, (1, 12))
     corrected = model.inference(tokens, aux_input={"noise_scale": 0.0})["durations"]

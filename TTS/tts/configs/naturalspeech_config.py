@@ -117,12 +117,13 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
             loss alone. Defaults to False (the paper) until the learning benchmark has measured it.
         mean_corrected_durations (bool):
             Predict the mean duration `exp(log d + var / 2)` instead of the paper's `exp(log d)` (the median under a
-            log-normal residual), with `var` the duration loss tracked in training. The duration predictor regresses
-            log durations; while its residual is large the median falls short of the mean (the learning benchmark's
-            utterances were 30 % short after 60 CPU-minutes, see `benchmarks/README.md`). The correction goes to
-            zero with the duration loss. Measured on the benchmark's checkpoints (20 held-out sentences): length ratio
-            0.70 -> 0.88 and phoneme duration error 1.50 -> 1.24 frames, MCD within 0.1 dB. Checkpoints from before
-            the switch load with no correction. Defaults to True.
+            log-normal residual), with `var` the variance of the log-duration residual tracked in training. The
+            duration predictor regresses log durations; while its residual is large the median falls short of the
+            mean (the learning benchmark's utterances were 30 % short after 60 CPU-minutes, see
+            `benchmarks/README.md`). The correction goes to zero as the predictor learns. Measured on the
+            benchmark's checkpoints (20 held-out sentences): length ratio 0.70 -> 0.88 and phoneme duration error
+            1.50 -> 1.24 frames, MCD within 0.1 dB. Checkpoints from before the switch load with no correction.
+            Defaults to True.
         min_duration_frames (float):
             Lower bound of a predicted phoneme duration, in frames; keeps every output at least one frame long.
             Defaults to 1.0.

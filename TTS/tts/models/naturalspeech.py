@@ -33,6 +33,7 @@ from TTS.tts.layers.naturalspeech.losses import (
     NaturalspeechGeneratorLoss,
     PriorPosteriorKL,
     duration_loss,
+    log_duration_residual_variance,
 )
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
@@ -126,8 +127,8 @@ class Naturalspeech(BaseTTSE2E):
         self.length_scale = args.length_scale
         # gradient averaging over ranks and the non-finite step guard (plain state, not in the state dict)
         self.trainer_hooks = TrainerHooks(discriminator_prefix=DISCRIMINATOR_PREFIXES)
-        # the duration loss of the step in progress, tracked by the durator once the step is taken
-        self._step_duration_loss: torch.Tensor | None = None
+        # the log-duration residual variance of the step in progress, tracked by the durator once the step is taken
+        self._step_duration_variance: torch.Tensor | None = None
         self._skipped_before_step = 0
         # the generator optimizer while the Trainer sets up (`on_init_start` to `on_init_end`): parameters created
         # then (the sup-phoneme input, from the pre-training or a restored checkpoint) join it
@@ -340,7 +341,8 @@ class Naturalspeech(BaseTTSE2E):
         prior = self.durator(h, x_mask, durations=None if switches.use_predicted_durations else aligned_durations)
         kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
         if self.training:  # tracked when the step is taken (`on_train_step_end`); the same on every rank
-            self._step_duration_loss = mean_over_ranks(kl_terms["loss_duration"])
+            residual_variance = log_duration_residual_variance(prior.log_durations, aligned_durations, x_mask)
+            self._step_duration_variance = mean_over_ranks(residual_variance)
         aligned = not switches.use_predicted_durations
         posterior = FrameGaussians(m_q, logs_q, spec_lengths)
         prior_frames = FrameGaussians(prior.prior_mean, prior.prior_log_std, prior.frame_lengths)
@@ -690,7 +692,7 @@ class Naturalspeech(BaseTTSE2E):
         uninterrupted run's losses exactly (deterministic CPU mode).
         """
         torch.manual_seed(self.config.training_seed + trainer.total_steps_done)
-        self._skipped_before_step, self._step_duration_loss = self.num_skipped_steps, None
+        self._skipped_before_step, self._step_duration_variance = self.num_skipped_steps, None
         previous = self.switches.stage
         self.step.fill_(trainer.total_steps_done)
         if self.switches.stage is not previous:
@@ -699,11 +701,15 @@ class Naturalspeech(BaseTTSE2E):
             self.init_memory_bank(trainer.train_loader)
 
     def on_train_step_end(self, trainer) -> None:
-        """Fold the step's duration loss into the durator's tracked variance, unless the step was skipped (a skipped
-        step leaves the model as it was)."""
-        if self._step_duration_loss is not None and self.num_skipped_steps == self._skipped_before_step:
-            self.durator.track_log_duration_variance(self._step_duration_loss)
-        self._step_duration_loss = None
+        """Track the step's duration variance if the generator update did not (no `before_gradient_clipping` call)."""
+        self._track_step_duration_variance()
+
+    def _track_step_duration_variance(self) -> None:
+        """Fold the step's log-duration residual variance into the durator's, unless the step was skipped (a skipped
+        step leaves the model as it was); once per step."""
+        if self._step_duration_variance is not None and self.num_skipped_steps == self._skipped_before_step:
+            self.durator.track_log_duration_variance(self._step_duration_variance)
+        self._step_duration_variance = None
 
     def on_init_start(self, trainer) -> None:
         """Initialise the phoneme encoder from `pretrained_encoder_path` when a training run starts from scratch.
@@ -860,8 +866,14 @@ class Naturalspeech(BaseTTSE2E):
         self.trainer_hooks.arm_gradient_averaging(self, loss_dict)
 
     def before_gradient_clipping(self) -> None:
-        """Drop the gradients if any is non-finite, so the optimizer skips this update (on every rank alike)."""
+        """Drop the gradients if any is non-finite, so the optimizer skips this update (on every rank alike).
+
+        A generator update that goes ahead also tracks the step's log-duration variance: here, before the Trainer
+        saves the step's checkpoint, so a resumed run has the same tracked variance as an uninterrupted one.
+        """
         self.trainer_hooks.drop_non_finite_gradients(self, step=self.step)
+        if self.trainer_hooks.optimizer_idx == 1:
+            self._track_step_duration_variance()
 
     @property
     def num_skipped_steps(self) -> int:

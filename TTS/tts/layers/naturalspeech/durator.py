@@ -309,8 +309,8 @@ class Durator(nn.Module):
             so the duration predictor learns from the duration loss only; the upsampling still learns from the
             prior. The paper trains the durations through the prior (False). Defaults to False.
         mean_corrected_durations: Predict `exp(log d + var / 2)`, the mean duration under a log-normal residual,
-            instead of `exp(log d)`, its median; `var` is the duration loss tracked in training
-            (`track_log_duration_variance`). The paper predicts `exp(log d)`. Defaults to True.
+            instead of `exp(log d)`, its median; `var` is the variance of the log-duration residual tracked in
+            training (`track_log_duration_variance`). The paper predicts `exp(log d)`. Defaults to True.
         variance_momentum: Momentum of the tracked duration loss. Defaults to 0.99.
     """
 
@@ -368,8 +368,9 @@ class Durator(nn.Module):
         self.proj_log_std = nn.Conv1d(in_channels, latent_channels, 1)
         # A regression on log durations predicts E[log d] per token; exp() of it is the median duration, which falls
         # short of the mean by exp(-var/2) when the residual is log-normal with variance var. Early in training the
-        # residual is large (the duration loss is ~0.5 after 300 steps of the learning benchmark) and the utterances
-        # come out ~30 % short; the correction vanishes as the duration loss goes to 0.
+        # residual is large (~0.45 after 300 steps of the learning benchmark) and the utterances come out ~30 % short;
+        # the correction vanishes as the predictor learns. The variance excludes the mean residual: a predictor whose
+        # level is off is not a noisy one.
         self.mean_corrected_durations = mean_corrected_durations
         self.variance_momentum = variance_momentum
         self.register_buffer("log_duration_variance", torch.zeros(()))
@@ -402,15 +403,16 @@ class Durator(nn.Module):
         )
 
     @torch.no_grad()
-    def track_log_duration_variance(self, loss_duration: Tensor) -> None:
-        """Fold a training step's duration loss (mean squared log-duration residual) into the tracked variance."""
-        loss_duration = loss_duration.detach().float()
-        if not torch.isfinite(loss_duration):
+    def track_log_duration_variance(self, variance: Tensor) -> None:
+        """Fold a training step's log-duration residual variance (`losses.log_duration_residual_variance`) into the
+        tracked one."""
+        variance = variance.detach().float()
+        if not torch.isfinite(variance):
             return
         if self.log_duration_variance == 0:  # the first step: no history to average with
-            self.log_duration_variance.copy_(loss_duration)
+            self.log_duration_variance.copy_(variance)
         else:
-            self.log_duration_variance.lerp_(loss_duration, 1 - self.variance_momentum)
+            self.log_duration_variance.lerp_(variance, 1 - self.variance_momentum)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # checkpoints from before the tracked variance: no correction, as they were trained

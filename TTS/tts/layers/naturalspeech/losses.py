@@ -211,6 +211,11 @@ class NaturalspeechDiscriminatorLoss(nn.Module):
         return loss_dict
 
 
+def _log_duration_residuals(log_durations: torch.Tensor, target_durations: torch.Tensor, x_mask: torch.Tensor):
+    target = torch.log(target_durations.float().unsqueeze(1) + 1e-6) * x_mask
+    return (target - log_durations.float()) * x_mask
+
+
 def duration_loss(log_durations: torch.Tensor, target_durations: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error between predicted and target log durations over the valid tokens.
 
@@ -219,5 +224,18 @@ def duration_loss(log_durations: torch.Tensor, target_durations: torch.Tensor, x
         - target_durations: :math:`[B, T_text]` (frames)
         - x_mask: :math:`[B, 1, T_text]`
     """
-    target = torch.log(target_durations.float().unsqueeze(1) + 1e-6) * x_mask
-    return torch.sum((log_durations.float() - target) ** 2 * x_mask) / torch.sum(x_mask)
+    residuals = _log_duration_residuals(log_durations, target_durations, x_mask)
+    return torch.sum(residuals**2) / torch.sum(x_mask)
+
+
+@torch.no_grad()
+def log_duration_residual_variance(
+    log_durations: torch.Tensor, target_durations: torch.Tensor, x_mask: torch.Tensor
+) -> torch.Tensor:
+    """Variance of the target minus predicted log durations over the valid tokens: the duration loss without the
+    squared mean residual, so that a predictor whose level is off (early in training) is not taken for a noisy one.
+    Shapes as `duration_loss`."""
+    residuals = _log_duration_residuals(log_durations, target_durations, x_mask)
+    count = torch.sum(x_mask)
+    mean = torch.sum(residuals) / count
+    return torch.sum(residuals**2) / count - mean**2
