@@ -92,18 +92,26 @@ class _OnnxInference(nn.Module):
         self.extra_inputs = extra_input_names(model)  # the optional inputs after `scales`, in order
 
     def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, *extra: Tensor) -> tuple[Tensor, Tensor]:
-        extra_inputs = dict(zip(self.extra_inputs, extra))
-        out = self.model.synthesize_latents(
-            tokens,
-            token_lengths,
-            scales[0],
-            scales[1],
-            sup_ids=extra_inputs.get(SUP_INPUT_NAME),
-            speaker_ids=extra_inputs.get(SPEAKER_INPUT_NAME),
-        )
+        out = traced_latents(self.model, self.extra_inputs, tokens, token_lengths, scales, extra)
         wav = self.model.waveform_decoder(out.latents, g=out.speaker)  # [B, 1, T_feats * hop]
         wav_mask = sequence_mask(out.frame_lengths * self.hop_length, wav.size(2)).unsqueeze(1).to(wav.dtype)
         return wav * wav_mask, out.durations
+
+
+def traced_latents(
+    model: nn.Module, extra_names: list[str], tokens: Tensor, token_lengths: Tensor, scales: Tensor, extra
+) -> Any:
+    """`model.synthesize_latents` with the graph's inputs: `scales` is `[noise_scale, length_scale]`, `extra` the
+    optional inputs named by `extra_input_names`; shared by the single graph and the streaming latents graph."""
+    extra_inputs = dict(zip(extra_names, extra))
+    return model.synthesize_latents(
+        tokens,
+        token_lengths,
+        scales[0],
+        scales[1],
+        sup_ids=extra_inputs.get(SUP_INPUT_NAME),
+        speaker_ids=extra_inputs.get(SPEAKER_INPUT_NAME),
+    )
 
 
 def extra_input_names(model: nn.Module) -> list[str]:

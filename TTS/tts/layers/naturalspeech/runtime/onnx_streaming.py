@@ -46,6 +46,7 @@ from TTS.tts.layers.naturalspeech.runtime.onnx_export import (
     session_speaker_ids,
     session_sup_ids,
     store_metadata,
+    traced_latents,
 )
 from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
 from TTS.tts.layers.naturalspeech.runtime.streaming import (
@@ -149,15 +150,7 @@ class _LatentsGraph(nn.Module):
         self.extra_inputs = extra_input_names(model)
 
     def forward(self, tokens: Tensor, token_lengths: Tensor, scales: Tensor, *extra: Tensor):
-        extra_inputs = dict(zip(self.extra_inputs, extra))
-        out = self.model.synthesize_latents(
-            tokens,
-            token_lengths,
-            scales[0],
-            scales[1],
-            sup_ids=extra_inputs.get(SUP_INPUT_NAME),
-            speaker_ids=extra_inputs.get(SPEAKER_INPUT_NAME),
-        )
+        out = traced_latents(self.model, self.extra_inputs, tokens, token_lengths, scales, extra)
         if out.speaker is None:
             return out.latents, out.durations, out.frame_lengths
         return out.latents, out.durations, out.frame_lengths, out.speaker
