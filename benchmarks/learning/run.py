@@ -1,16 +1,19 @@
 """The learning benchmark in one command: corpus, training to CPU budgets, synthesis, scores, plots.
 
-    python benchmarks/learning/run.py [--minutes 15 30 60] [--runs naturalspeech vits] [--ablation-minutes 20]
+    python benchmarks/learning/run.py --ablation-minutes 20 --pretrain-minutes 5    # the committed results
 
 1. makes the teacher corpus (`corpus.build_corpus`) or reuses it;
-2. trains every run to every budget, one run at a time (`train_budget.py`: a longer budget continues a shorter run);
-   the ablations of `--ablations` train to `--ablation-minutes` when that is given;
-3. synthesizes the held-out sentences from text with each budget checkpoint (`synthesize.py`) and scores them
-   against the teacher's references (`scoring.score_sentences`); (run, budget) pairs already in `results.json` are
-   not scored again;
+2. trains the main runs (`--runs`, default NaturalSpeech and VITS) to every budget of `--minutes`, one run at a time
+   (`train_budget.py`: a longer budget continues a shorter run);
+3. synthesizes the first `--num-sentences` held-out sentences from text with each budget checkpoint
+   (`synthesize.py`) and scores them against the teacher's references (`scoring.score_sentences`); (run, budget)
+   pairs already in `results.json` are not scored again;
 4. writes `results.csv` and `results.json`, the learning curves (`plots.py`), and for the first `--num-wavs`
    held-out sentences of each (run, budget) a 16-bit WAV and its mel spectrogram above the teacher's, into
-   `benchmarks/results/learning/`.
+   `benchmarks/results/learning/`;
+5. with `--ablation-minutes`, does 2-4 for the ablations (`--ablations`) and a baseline NaturalSpeech of their own
+   settings (warm-up `--ablation-warmup-steps`) in the `ablations/` sub-folders of the bench and results folders,
+   with bar charts per budget.
 
 Everything is resumable: rerun the command after an interruption, or with larger budgets. The run
 `ns-pretrained-encoder` needs a mixed-phoneme pre-training checkpoint of the matched encoder shape: give one
@@ -30,12 +33,13 @@ import models  # first: puts `benchmarks/` (common) and the recipe folder on sys
 import synthesize
 import train_budget
 from common import RESULTS_DIR, run_record, write_json
-from corpus import default_corpus_dir, is_complete
+from corpus import bench_dir, default_corpus_dir, is_complete
 
 logger = logging.getLogger(__name__)
 
 OUT_DIR = RESULTS_DIR / "learning"
-DEFAULT_MINUTES = (15.0, 30.0, 60.0)
+DEFAULT_MINUTES = (15.0, 20.0, 30.0, 60.0)
+ABLATIONS = "ablations"  # sub-folder of the bench and results folders for the ablations
 
 
 def ensure_corpus(corpus_dir: Path, num_train: int, num_heldout: int) -> None:
@@ -50,15 +54,30 @@ def ensure_corpus(corpus_dir: Path, num_train: int, num_heldout: int) -> None:
 
 
 def training_plan(args: argparse.Namespace) -> list[tuple[str, list[float]]]:
-    """`(run, budget marks)` to train and score, in order: the main runs, then the ablations."""
-    plan = [(run, sorted(set(args.minutes))) for run in args.runs]
-    if args.ablation_minutes:
-        for run in args.ablations:
-            if run == models.PRETRAINED_ENCODER_RUN and not (args.pretrained_encoder or args.pretrain_minutes):
-                logger.warning("Skipping %s: neither --pretrained-encoder nor --pretrain-minutes given.", run)
-                continue
-            plan.append((run, [args.ablation_minutes]))
-    return plan
+    """`(run, budget marks)` of the main runs to train and score, in order."""
+    return [(run, sorted(set(args.minutes))) for run in args.runs]
+
+
+def ablation_phase(args: argparse.Namespace) -> tuple[argparse.Namespace, list[tuple[str, list[float]]]]:
+    """The settings and plan of the ablations: a baseline `naturalspeech` and each ablation to `--ablation-minutes`,
+    with `--ablation-warmup-steps`, in `<bench dir>/ablations`, scored into `<out dir>/ablations`. Their baseline is
+    a run of its own: the main pair's `naturalspeech` has another warm-up."""
+    ablation_args = argparse.Namespace(
+        **{
+            **vars(args),
+            "bench_dir": (args.bench_dir or bench_dir()) / ABLATIONS,
+            "out_dir": args.out_dir / ABLATIONS,
+            "warmup_steps": args.ablation_warmup_steps,
+            "label": "",
+        }
+    )
+    plan = [("naturalspeech", [args.ablation_minutes])]
+    for run in args.ablations:
+        if run == models.PRETRAINED_ENCODER_RUN and not (args.pretrained_encoder or args.pretrain_minutes):
+            logger.warning("Skipping %s: neither --pretrained-encoder nor --pretrain-minutes given.", run)
+            continue
+        plan.append((run, [args.ablation_minutes]))
+    return ablation_args, plan
 
 
 def trained_marks(plan: list[tuple[str, list[float]]], bench_dir: Path | None) -> list[tuple[str, list[float]]]:
@@ -156,14 +175,17 @@ def results_row(run: str, record: dict, scores: dict, params: dict) -> dict:
     )
 
 
-def write_plots(rows: list[dict], teacher: dict | None, caption: str, out_dir: Path) -> list[Path]:
-    """ADAPTER: `plots.save_results` (CSV) and `plots.plot_learning_curves`."""
+def write_plots(
+    rows: list[dict], teacher: dict | None, caption: str, out_dir: Path, bar_charts: bool = False
+) -> list[Path]:
+    """ADAPTER: `plots.save_results` (CSV), `plots.plot_learning_curves` and, with `bar_charts`, a bar chart of the
+    runs at each budget more than one run has (`plots.ablation_figure`)."""
     import plots
 
     plots.save_results(rows, out_dir / "results.csv")
     paths = plots.plot_learning_curves(rows, out_dir, teacher, caption)
     budgets = [row["budget_minutes"] for row in rows if "budget_minutes" in row]
-    if len({row["run"] for row in rows}) > len(models.MAIN_RUNS):  # ablations: a bar per run at each budget
+    if bar_charts:
         for budget in sorted(set(budgets)):
             if budgets.count(budget) > 1:
                 path = out_dir / f"ablations_{budget:g}min.png"
@@ -252,8 +274,9 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, nargs="+", default=list(DEFAULT_MINUTES), help="budget marks (CPU-min)")
-    p.add_argument("--runs", nargs="+", default=list(models.MAIN_RUNS), choices=list(models.RUNS))
+    p.add_argument("--runs", nargs="*", default=list(models.MAIN_RUNS), choices=list(models.RUNS))
     p.add_argument("--ablation-minutes", type=float, help="train and score the ablations to this budget")
+    p.add_argument("--ablation-warmup-steps", type=int, default=models.ABLATION_WARMUP_STEPS)
     p.add_argument("--ablations", nargs="+", default=list(models.ABLATION_RUNS), choices=list(models.ABLATION_RUNS))
     p.add_argument("--pretrained-encoder", help="pre-training checkpoint for ns-pretrained-encoder")
     p.add_argument("--pretrain-minutes", type=float, help="pre-train the encoder of ns-pretrained-encoder (CPU-min)")
@@ -261,9 +284,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-dir", type=Path, help="default: $NATURALSPEECH_BENCH_DIR (../bench_runs)")
     p.add_argument("--num-train", type=int, default=1200, help="training sentences of a new corpus")
     p.add_argument("--num-heldout", type=int, default=100, help="held-out sentences of a new corpus")
-    p.add_argument("--num-sentences", type=int, help="held-out sentences to score (default: all)")
+    p.add_argument("--num-sentences", type=int, default=20, help="held-out sentences to score (0: all)")
     p.add_argument("--num-wavs", type=int, default=2, help="example WAVs per (run, budget)")
-    p.add_argument("--threads", type=int, default=train_budget.DEFAULT_THREADS)
+    p.add_argument("--threads", type=int, default=1, help="per run (the committed results: 1)")
     p.add_argument("--size", default=models.DEFAULT_SIZE, choices=list(models.SIZES))
     p.add_argument("--batch-size", type=int, default=models.DEFAULT_BATCH_SIZE)
     p.add_argument("--lr", type=float, default=models.DEFAULT_LR)
@@ -277,28 +300,38 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main() -> None:
-    args = parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    corpus_dir = args.corpus_dir or default_corpus_dir()
-    plan = training_plan(args)
-    try:
-        ensure_corpus(corpus_dir, args.num_train, args.num_heldout)
-        if not args.skip_training:
-            train_all(plan, corpus_dir, args)
-        else:
-            plan = trained_marks(plan, args.bench_dir)
-        rows, params = score_checkpoints(plan, corpus_dir, load_previous(args.out_dir / "results.json"), args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        sys.exit(f"error: {error}")
+def run_phase(
+    args: argparse.Namespace, plan: list[tuple[str, list[float]]], corpus_dir: Path, bar_charts: bool = False
+) -> None:
+    """Train (unless `--skip-training`), score and plot one plan into `args.out_dir`."""
+    if not args.skip_training:
+        train_all(plan, corpus_dir, args)
+    else:
+        plan = trained_marks(plan, args.bench_dir)
+    rows, params = score_checkpoints(plan, corpus_dir, load_previous(args.out_dir / "results.json"), args)
     if not rows:
-        sys.exit("error: nothing was scored")
+        raise RuntimeError(f"nothing was scored into {args.out_dir}")
     ids = [clip_id for clip_id, _ in synthesize.heldout_sentences(corpus_dir, args.num_sentences)]
     teacher = teacher_means(corpus_dir / "heldout", ids)
     table = [{k: v for k, v in row.items() if k != "sentence_scores"} for row in rows]
-    paths = write_plots(table, teacher, caption(table, corpus_dir, params), args.out_dir)
+    paths = write_plots(table, teacher, caption(table, corpus_dir, params), args.out_dir, bar_charts)
     write_json(args.out_dir / "results.json", {**run_record(args), "teacher": teacher, "rows": rows})
     print(f"wrote {args.out_dir / 'results.csv'}, results.json and {len(paths)} plots")
+
+
+def main() -> None:
+    args = parser().parse_args()
+    args.num_sentences = args.num_sentences or None  # 0: all
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    corpus_dir = args.corpus_dir or default_corpus_dir()
+    try:
+        ensure_corpus(corpus_dir, args.num_train, args.num_heldout)
+        if args.runs:
+            run_phase(args, training_plan(args), corpus_dir)
+        if args.ablation_minutes:
+            run_phase(*ablation_phase(args), corpus_dir, bar_charts=True)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -181,13 +181,16 @@ def test_synthesis_from_text_durations_match_the_waveform(run, tiny_corpus, benc
 def test_run_plan_and_stages(tmp_path):
     import run as learning_run
 
-    args = learning_run.parser().parse_args(["--minutes", "30", "15", "--ablation-minutes", "20"])
-    plan = learning_run.training_plan(args)
-    assert plan[:2] == [("naturalspeech", [15.0, 30.0]), ("vits", [15.0, 30.0])]
-    assert ("ns-no-soft-dtw", [20.0]) in plan
+    args = learning_run.parser().parse_args(["--minutes", "30", "15", "--ablation-minutes", "20", "--bench-dir", "b"])
+    assert learning_run.training_plan(args) == [("naturalspeech", [15.0, 30.0]), ("vits", [15.0, 30.0])]
+    ablation_args, plan = learning_run.ablation_phase(args)
+    # the ablations have a baseline of their own settings, in their own folders
+    assert plan[0] == ("naturalspeech", [20.0]) and ("ns-no-soft-dtw", [20.0]) in plan
+    assert ablation_args.warmup_steps == models.ABLATION_WARMUP_STEPS != args.warmup_steps
+    assert ablation_args.bench_dir == Path("b", "ablations") and ablation_args.out_dir == args.out_dir / "ablations"
     assert "ns-pretrained-encoder" not in dict(plan)  # no encoder checkpoint and no pre-training asked for
     args = learning_run.parser().parse_args(["--ablation-minutes", "20", "--pretrain-minutes", "30"])
-    assert "ns-pretrained-encoder" in dict(learning_run.training_plan(args))
+    assert "ns-pretrained-encoder" in dict(learning_run.ablation_phase(args)[1])
 
     models.make_config("naturalspeech", tmp_path, tmp_path, warmup_steps=10).save_json(str(tmp_path / "config.json"))
     assert [learning_run.training_stage(tmp_path, step) for step in (9, 10)] == ["warmup", "main"]
