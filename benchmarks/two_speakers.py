@@ -298,7 +298,8 @@ def check_interfaces(
 
     Returns:
         Interface -> {"differ": the two speakers' waveforms differ, <speaker>: {seconds, median F0, nearest voice by
-        cepstra and by F0}}.
+        cepstra and by F0}}; for "onnx" also "matches_pytorch": speaker -> the graph's output for the speaker's id
+        equals the PyTorch model's for the speaker's name.
     """
     import torch
     from scoring import load_wav
@@ -331,13 +332,22 @@ def check_interfaces(
     model.export_onnx(str(onnx_path))
     session = load_onnx(onnx_path)
     ids = model.speakable_ids(text)
-    for sid, speaker in enumerate(SPEAKERS):
-        wav = inference_onnx(session, ids, noise_scale=0.0, length_scale=model.length_scale, sid=sid)
-        waves["onnx"][speaker] = (wav[0, 0], model.config.audio.sample_rate)
+    onnx_matches = {}
+    for speaker in SPEAKERS:
+        # the toolkit's SpeakerManager numbers the speakers in sorted name order, not in the config's order
+        sid = model.speaker_manager.name_to_id[speaker]
+        wav = inference_onnx(session, ids, noise_scale=0.0, length_scale=model.length_scale, sid=sid)[0, 0]
+        waves["onnx"][speaker] = (wav, model.config.audio.sample_rate)
+        # the model itself speaking by name (noise 0): the graph's `sid` must mean the same speaker
+        with torch.inference_mode():
+            by_name = np.concatenate(list(model.inference_stream(text, speaker=speaker, noise_scale=0.0)))
+        onnx_matches[speaker] = wav.size == by_name.size and bool(np.allclose(wav, by_name, atol=1e-3))
     report = {}
     for interface, by_speaker in waves.items():
         a, b = (by_speaker[s][0] for s in SPEAKERS)
         report[interface] = {"differ": _differ(a, b)}
+        if interface == "onnx":
+            report[interface]["matches_pytorch"] = onnx_matches
         for speaker, (wav, rate) in by_speaker.items():
             stats = voice_stats(wav, rate)
             by_cepstra, by_f0 = nearest(stats, references)

@@ -57,8 +57,9 @@ RUNS: dict[str, tuple[str, dict]] = {
     # `benchmarks/two_speakers.py`: a learned speaker embedding, trained on a corpus of two voices
     "two-speakers": ("naturalspeech", {"use_speaker_embedding": True}),
 }
-# multi-speaker runs -> their speakers, in id order; their corpus' `train/metadata.csv` is in the toolkit's `coqui`
-# format (`audio_file|text|speaker_name`, with that header) instead of LJSpeech's
+# multi-speaker runs -> their speaker names; their corpus' `train/metadata.csv` is in the toolkit's `coqui` format
+# (`audio_file|text|speaker_name`, with that header) instead of LJSpeech's. The ids are the toolkit's SpeakerManager's:
+# sorted by name (look them up in `model.speaker_manager.name_to_id`)
 SPEAKER_RUNS: dict[str, tuple[str, ...]] = {"two-speakers": ("lj", "joe")}
 MAIN_RUNS = ("naturalspeech", "vits")
 ABLATION_RUNS = tuple(name for name in RUNS if name not in MAIN_RUNS and name not in SPEAKER_RUNS)
@@ -149,7 +150,7 @@ def make_config(
         ]
     config = NaturalspeechConfig(model_args=NaturalspeechArgs(**ns_args, **switches), **shared)
     if run in SPEAKER_RUNS:
-        config.speakers = list(SPEAKER_RUNS[run])  # the model's speaker ids are the list's order
+        config.speakers = list(SPEAKER_RUNS[run])
     config.warmup_steps = warmup_steps
     if tuning_start_step is not None:
         config.tuning_start_step = tuning_start_step
