@@ -400,7 +400,8 @@ def print_table(result: dict) -> None:
     print(f"cepstral distance between the voices: synthesized {synthesized:.2f} dB, real {real:.2f} dB")
     for interface, check in result.get("interfaces", {}).items():
         voices = ", ".join(f"{s} -> {check[s]['nearest_voice']} ({check[s]['median_f0_hz']:.0f} Hz)" for s in SPEAKERS)
-        print(f"{interface:5} differ={check['differ']}: {voices}")
+        matches = f", matches PyTorch: {check['matches_pytorch']}" if "matches_pytorch" in check else ""
+        print(f"{interface:5} differ={check['differ']}: {voices}{matches}")
 
 
 def run(args: argparse.Namespace) -> dict:
