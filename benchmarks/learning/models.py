@@ -54,9 +54,15 @@ RUNS: dict[str, tuple[str, dict]] = {
     # not a paper component but a departure under test: the KL terms do not train the predicted durations
     # (`benchmarks/README.md` section 8: on the synthetic durator task their gradient unteaches durations)
     "ns-detached-durations": ("naturalspeech", {"detach_predicted_durations": True}),
+    # `benchmarks/two_speakers.py`: a learned speaker embedding, trained on a corpus of two voices
+    "two-speakers": ("naturalspeech", {"use_speaker_embedding": True}),
 }
+# multi-speaker runs -> their speaker names; their corpus' `train/metadata.csv` is in the toolkit's `coqui` format
+# (`audio_file|text|speaker_name`, with that header) instead of LJSpeech's. The ids are the toolkit's SpeakerManager's:
+# sorted by name (look them up in `model.speaker_manager.name_to_id`)
+SPEAKER_RUNS: dict[str, tuple[str, ...]] = {"two-speakers": ("lj", "joe")}
 MAIN_RUNS = ("naturalspeech", "vits")
-ABLATION_RUNS = tuple(name for name in RUNS if name not in MAIN_RUNS)
+ABLATION_RUNS = tuple(name for name in RUNS if name not in MAIN_RUNS and name not in SPEAKER_RUNS)
 PRETRAINED_ENCODER_RUN = "ns-pretrained-encoder"
 # these switch off components that start after warm-up: before `warmup_steps` they train exactly as `naturalspeech`
 MAIN_STAGE_ABLATIONS = ("ns-no-memory-bank", "ns-no-soft-dtw", "ns-no-forward-kl", "ns-detached-durations")
@@ -98,7 +104,8 @@ def make_config(
 
     Args:
         run: A name of `RUNS`.
-        corpus_dir: The benchmark corpus; training reads `<corpus_dir>/train` (LJSpeech format).
+        corpus_dir: The benchmark corpus; training reads `<corpus_dir>/train` (LJSpeech format; the `coqui` format
+            with a speaker column for the runs of `SPEAKER_RUNS`).
         output_path: Where the Trainer puts the run (and the phoneme cache).
         size: A size of `common.SIZES`.
         batch_size: Clips per training step (every run).
@@ -114,6 +121,7 @@ def make_config(
     from train_naturalspeech import ljspeech_phonemes
 
     from TTS.tts.configs.naturalspeech_config import NaturalspeechArgs, NaturalspeechConfig
+    from TTS.tts.configs.shared_configs import BaseDatasetConfig
     from TTS.tts.configs.vits_config import VitsArgs, VitsConfig
 
     check_run(run)
@@ -136,7 +144,13 @@ def make_config(
         return VitsConfig(model_args=VitsArgs(**vits_args, inference_noise_scale_dp=VITS_NOISE_SCALE_DP), **shared)
     if pretrained_encoder_path:
         switches = {**switches, "pretrained_encoder_path": str(pretrained_encoder_path)}
+    if run in SPEAKER_RUNS:
+        shared["datasets"] = [
+            BaseDatasetConfig(formatter="coqui", meta_file_train="metadata.csv", path=str(Path(corpus_dir) / "train"))
+        ]
     config = NaturalspeechConfig(model_args=NaturalspeechArgs(**ns_args, **switches), **shared)
+    if run in SPEAKER_RUNS:
+        config.speakers = list(SPEAKER_RUNS[run])
     config.warmup_steps = warmup_steps
     if tuning_start_step is not None:
         config.tuning_start_step = tuning_start_step

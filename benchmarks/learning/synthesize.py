@@ -101,13 +101,16 @@ def frame_durations(durations) -> list[int]:
     return torch.diff(ends, prepend=ends.new_zeros(1)).tolist()
 
 
-def synthesize_sentence(model, clip_id: str, text: str, seed: int = DEFAULT_SEED) -> SynthesizedSentence:
-    """Speak `text` with `model` (predicted durations, the config's noise scales)."""
+def synthesize_sentence(
+    model, clip_id: str, text: str, seed: int = DEFAULT_SEED, speaker: str | None = None
+) -> SynthesizedSentence:
+    """Speak `text` with `model` (predicted durations, the config's noise scales), as `speaker` for a
+    multi-speaker model."""
     import torch
 
     torch.manual_seed(seed)
     with torch.inference_mode():
-        output = model.synthesize(text)
+        output = model.synthesize(text, speaker=speaker) if speaker is not None else model.synthesize(text)
     characters = model.tokenizer.characters
     ids = output["text_inputs"][0].tolist()
     hop_length = model.config.audio.hop_length
