@@ -69,6 +69,7 @@ def ablation_phase(args: argparse.Namespace) -> tuple[argparse.Namespace, list[t
             "out_dir": args.out_dir / ABLATIONS,
             "warmup_steps": args.ablation_warmup_steps,
             "label": "",
+            "bar_charts": True,
         }
     )
     plan = [("naturalspeech", [args.ablation_minutes])]
@@ -297,12 +298,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-training", action="store_true", help="only score the checkpoints there are")
     p.add_argument("--out-dir", type=Path, default=OUT_DIR)
     p.add_argument("--label", default="", help="appended to the run names of the scored rows (e.g. ' lr=2e-4')")
+    p.add_argument("--bar-charts", action="store_true", help="also a bar chart of the runs at each budget (ablations)")
     return p
 
 
-def run_phase(
-    args: argparse.Namespace, plan: list[tuple[str, list[float]]], corpus_dir: Path, bar_charts: bool = False
-) -> None:
+def run_phase(args: argparse.Namespace, plan: list[tuple[str, list[float]]], corpus_dir: Path) -> None:
     """Train (unless `--skip-training`), score and plot one plan into `args.out_dir`."""
     if not args.skip_training:
         train_all(plan, corpus_dir, args)
@@ -314,7 +314,7 @@ def run_phase(
     ids = [clip_id for clip_id, _ in synthesize.heldout_sentences(corpus_dir, args.num_sentences)]
     teacher = teacher_means(corpus_dir / "heldout", ids)
     table = [{k: v for k, v in row.items() if k != "sentence_scores"} for row in rows]
-    paths = write_plots(table, teacher, caption(table, corpus_dir, params), args.out_dir, bar_charts)
+    paths = write_plots(table, teacher, caption(table, corpus_dir, params), args.out_dir, args.bar_charts)
     write_json(args.out_dir / "results.json", {**run_record(args), "teacher": teacher, "rows": rows})
     print(f"wrote {args.out_dir / 'results.csv'}, results.json and {len(paths)} plots")
 
@@ -329,7 +329,7 @@ def main() -> None:
         if args.runs:
             run_phase(args, training_plan(args), corpus_dir)
         if args.ablation_minutes:
-            run_phase(*ablation_phase(args), corpus_dir, bar_charts=True)
+            run_phase(*ablation_phase(args), corpus_dir)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         sys.exit(f"error: {error}")
 
