@@ -96,11 +96,19 @@ def server(run_dir, tmp_path_factory):  # noqa: F811
 
 
 def _request(
-    url: str, path: str, fields: dict | None = None, *, method: str = "POST", json_body=None, timeout: float = 300
+    url: str,
+    path: str,
+    fields: dict | None = None,
+    *,
+    method: str = "POST",
+    json_body=None,
+    timeout: float = 300,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes, http.client.HTTPMessage]:
-    """One HTTP request; (status, body, headers) for every status."""
+    """One HTTP request (with extra `headers`); (status, body, headers) for every status."""
     parsed = urllib.parse.urlparse(url)
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    extra_headers = headers or {}
     try:
         headers, body = {}, None
         if json_body is not None:
@@ -110,7 +118,7 @@ def _request(
             headers = {"Content-Type": "application/x-www-form-urlencoded"}
         elif fields is not None:
             path += "?" + urllib.parse.urlencode(fields)
-        connection.request(method, path, body=body, headers=headers)
+        connection.request(method, path, body=body, headers={**headers, **extra_headers})
         response = connection.getresponse()
         return response.status, response.read(), response.headers
     finally:
