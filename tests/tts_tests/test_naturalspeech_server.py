@@ -205,6 +205,19 @@ def test_serves_the_page(server):
     assert b"/api/tts/stream" in body
 
 
+def test_single_speaker_model_ignores_a_speaker_as_the_toolkit_server_does(server):
+    """`tts-server` drops `speaker_id` for a single-speaker model; so does this server (see speaker_choice.py)."""
+    url, _ = server
+    info = json.loads(_request(url, "/api/info", method="GET")[1])
+    assert info["speakers"] == [] and info["default_speaker"] is None
+    fields = {"text": "Be a voice.", "noise_scale": "0"}
+    status, plain, _ = _request(url, "/api/tts", fields)
+    assert status == 200, plain[:500]
+    status, with_speaker, _ = _request(url, "/api/tts", {**fields, "speaker_id": "p225", "speaker": "p225"})
+    assert status == 200, with_speaker[:500]
+    assert with_speaker == plain
+
+
 @pytest.mark.slow
 def test_stream_joins_to_the_whole_wav(server):
     url, _ = server

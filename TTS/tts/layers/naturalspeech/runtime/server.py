@@ -475,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = ServerSettings()
     parser = argparse.ArgumentParser(
         prog="naturalspeech-server",
-        description="Serve a NaturalSpeech model over HTTP: whole WAVs with word timings, streamed audio, a web page.",
+        description="Serve a NaturalSpeech model over HTTP: whole WAVs with word timings, streamed audio, a web page. "
+        "Requests to a multi-speaker model choose the speaker with `speaker_id` (a name or an id; GET /api/info lists "
+        "them).",
     )
     parser.add_argument("--model_path", required=True, help="Checkpoint of the run (e.g. run/best_model.pth).")
     parser.add_argument("--config_path", required=True, help="config.json of the run.")

@@ -2,8 +2,9 @@
 
 The toolkit's `tts-server` reads the field `speaker_id` (a speaker name, despite the field's name) and a default
 from `--speaker_idx`, and ignores both for a single-speaker model. `naturalspeech-server` does the same, and also
-takes an integer id, and `speaker` as another spelling of the field. What the toolkit answers with a 500 (an unknown
-name: a `KeyError` deep in `synthesize`) is a `ValueError` here, naming the problem and the valid speakers.
+takes an integer id, and `speaker` as another spelling of the field. A bad speaker, which the toolkit's server answers
+with a 500 (it does so for every synthesis error), is a `ValueError` here, naming the problem and the valid speakers,
+before any synthesis: the server answers it with a 400.
 
 The speakers are those of the learned speaker embedding, in id order: the speaker manager's names (the config's
 `speakers`), or "0", "1", ... when the model only has `num_speakers`; for ONNX Runtime, the names stored in
