@@ -96,11 +96,19 @@ def server(run_dir, tmp_path_factory):  # noqa: F811
 
 
 def _request(
-    url: str, path: str, fields: dict | None = None, *, method: str = "POST", json_body=None, timeout: float = 300
+    url: str,
+    path: str,
+    fields: dict | None = None,
+    *,
+    method: str = "POST",
+    json_body=None,
+    timeout: float = 300,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes, http.client.HTTPMessage]:
-    """One HTTP request; (status, body, headers) for every status."""
+    """One HTTP request (with extra `headers`); (status, body, headers) for every status."""
     parsed = urllib.parse.urlparse(url)
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    extra_headers = headers or {}
     try:
         headers, body = {}, None
         if json_body is not None:
@@ -110,7 +118,7 @@ def _request(
             headers = {"Content-Type": "application/x-www-form-urlencoded"}
         elif fields is not None:
             path += "?" + urllib.parse.urlencode(fields)
-        connection.request(method, path, body=body, headers=headers)
+        connection.request(method, path, body=body, headers={**headers, **extra_headers})
         response = connection.getresponse()
         return response.status, response.read(), response.headers
     finally:
@@ -195,6 +203,19 @@ def test_serves_the_page(server):
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
     assert b"/api/tts/stream" in body
+
+
+def test_single_speaker_model_ignores_a_speaker_as_the_toolkit_server_does(server):
+    """`tts-server` drops `speaker_id` for a single-speaker model; so does this server (see speaker_choice.py)."""
+    url, _ = server
+    info = json.loads(_request(url, "/api/info", method="GET")[1])
+    assert info["speakers"] == [] and info["default_speaker"] is None
+    fields = {"text": "Be a voice.", "noise_scale": "0"}
+    status, plain, _ = _request(url, "/api/tts", fields)
+    assert status == 200, plain[:500]
+    status, with_speaker, _ = _request(url, "/api/tts", {**fields, "speaker_id": "p225", "speaker": "p225"})
+    assert status == 200, with_speaker[:500]
+    assert with_speaker == plain
 
 
 @pytest.mark.slow

@@ -192,9 +192,13 @@ def test_d_vectors_condition_the_model():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    return save_two_speaker_run(tmp_path_factory.mktemp("speaker_run"))
+
+
+def save_two_speaker_run(root: Path) -> Path:
+    """A run folder (`config.json`, `best_model.pth`) of a random two-speaker model with espeak-ng phonemes."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make setup installs it)")
-    root = tmp_path_factory.mktemp("speaker_run")
     config = make_tiny_config(
         model_args=SPEAKER_ARGS,
         use_phonemes=True,

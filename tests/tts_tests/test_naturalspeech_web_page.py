@@ -15,6 +15,7 @@ import pytest
 
 from tests.tts_tests.test_naturalspeech_cli import run_dir  # noqa: F401  (fixture used by name)
 from tests.tts_tests.test_naturalspeech_server import _request, server  # noqa: F401
+from tests.tts_tests.test_naturalspeech_server_speakers import speaker_server, two_speaker_run_dir  # noqa: F401
 
 TEXT = " ".join(
     [
@@ -51,10 +52,17 @@ def browser():
         driver.quit()
 
 
-def _speak_on_page(driver, url: str, text: str, timeout: float = 180) -> list[dict]:
+def _speak_on_page(driver, url: str, text: str, timeout: float = 180, speaker: str | None = None) -> list[dict]:
+    """Speak `text` on the page (choosing the option of `speaker`'s id in the speaker selector); its events."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.wait import WebDriverWait
 
     driver.get(url + "/")
+    if speaker is not None:
+        # the selector is filled from /api/info once the page has loaded
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script("return !speaker.closest('p').hidden"))
+        Select(driver.find_element(By.ID, "speaker")).select_by_value(speaker)
     area = driver.find_element(By.ID, "text")
     area.clear()
     driver.execute_script("arguments[0].value = arguments[1];", area, text)
@@ -97,3 +105,24 @@ def test_page_shows_the_servers_message_for_bad_text(browser, server):  # noqa: 
     assert errors and errors[0]["status"] == 400
     assert "no speakable characters" in errors[0]["message"]
     assert "no speakable characters" in browser.find_element("id", "status").text
+
+
+@pytest.mark.slow
+def test_page_offers_the_speakers_of_a_multi_speaker_model(browser, speaker_server, server):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    events = _speak_on_page(browser, speaker_server, "Be a voice, not an echo.", speaker="1")
+    assert [e["type"] for e in events] == ["request", "first-chunk", "stream-complete", "ended"], events
+    assert events[0]["speaker_id"] == 1
+    options = [o.text for o in browser.find_element(By.ID, "speaker").find_elements(By.TAG_NAME, "option")]
+    assert options == ["anna (0)", "ben (1)"]
+    lengths = {}
+    for speaker in ("anna", "ben"):
+        fields = {"text": "Be a voice, not an echo.", "speaker_id": speaker}
+        lengths[speaker] = json.loads(_request(speaker_server, "/api/timings", fields)[1])["num_samples"]
+    assert lengths["anna"] != lengths["ben"]  # so the played length tells which speaker the page asked for
+    assert events[2]["samples"] == lengths["ben"]
+    # a single-speaker model: no selector
+    browser.get(server[0] + "/")
+    time.sleep(1.0)  # the page's /api/info request
+    assert browser.execute_script("return document.getElementById('speaker-row').hidden")

@@ -233,6 +233,9 @@ class OnnxStreamingSynthesizer:
         threads: CPU threads of each session; None for all.
         cuda: Run on CUDA when available.
 
+    Attributes:
+        speakers: Speaker names of a multi-speaker export in id order (the `sid` of :meth:`stream`); empty otherwise.
+
     Examples:
         >>> synth = OnnxStreamingSynthesizer.from_dir("exported", int8=True)
         >>> stream = synth.stream(token_ids)
@@ -256,6 +259,8 @@ class OnnxStreamingSynthesizer:
         latents_inputs = {i.name for i in self.latents_session.get_inputs()}
         self._takes_sup_ids = SUP_INPUT_NAME in latents_inputs
         self._takes_sid = SPEAKER_INPUT_NAME in latents_inputs
+        speakers = self.latents_session.get_modelmeta().custom_metadata_map.get(SPEAKERS_METADATA_KEY, "[]")
+        self.speakers: list[str] = json.loads(speakers) if self._takes_sid else []  # names in id order
 
     @classmethod
     def from_dir(cls, directory: str | Path, *, int8: bool = False, **kwargs) -> "OnnxStreamingSynthesizer":

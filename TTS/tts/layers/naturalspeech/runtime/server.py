@@ -7,7 +7,7 @@ on text, time or memory: a probe with 100 KB of text held its global lock for 13
     naturalspeech-server --model_path run/best_model.pth --config_path run/config.json   # http://127.0.0.1:5003/
 
 Endpoints (GET with a query string, POST with a form or a JSON object; fields `text`, optional `noise_scale` (0 is
-deterministic) and `length_scale`):
+deterministic), `length_scale` and, for a multi-speaker model, `speaker_id`):
 
 - `GET /`: a web page that plays the stream as it arrives (`web/index.html`).
 - `/api/tts`: the whole 16-bit WAV; its word timings in the `X-Timings` header (JSON, ASCII).
@@ -18,7 +18,13 @@ deterministic) and `length_scale`):
   durations of every sentence before the first chunk: a later first chunk for a long text).
 - `/api/timings`: phoneme and word timings as JSON, from the durations only (no decoding); the durations do not
   depend on the sampling noise, so they are the timings of either audio endpoint.
-- `GET /api/info`: sample rate, backend (`torch` or `onnxruntime`, `--onnx_dir`) and limits.
+- `GET /api/info`: sample rate, backend (`torch` or `onnxruntime`, `--onnx_dir`), speakers and limits.
+
+Speakers (`speaker_choice.py`): a multi-speaker model (learned speaker ids) speaks with the speaker of the field
+`speaker_id`, the toolkit `tts-server`'s name (`speaker` is the same field; the toolkit's `speaker-id` header too): a
+speaker name, or an id (a number, or a string of digits that is not a name). Without one it uses `--speaker_idx`,
+or answers 400. An unknown name or an id out of range is a 400 listing the speakers (`/api/info` lists them too).
+A single-speaker model ignores a speaker, as the toolkit's server does.
 
 Limits: text longer than `--max_text_length` is refused (413); the text is cut into sentences of at most
 `--max_sentence_length` characters (`text_segments.py`) synthesized one after another, so memory follows one sentence,
@@ -46,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from TTS.tts.layers.naturalspeech.runtime.admission import Admission, DeadlineExceeded, QueueFull
+from TTS.tts.layers.naturalspeech.runtime.speaker_choice import SpeakerChoice
 from TTS.tts.layers.naturalspeech.runtime.streaming import DEFAULT_CHUNK_FRAMES, SynthesisStream
 from TTS.tts.layers.naturalspeech.runtime.text_input import strip_control_characters
 from TTS.tts.layers.naturalspeech.runtime.text_segments import DEFAULT_MAX_SENTENCE_CHARS, text_segments
@@ -97,17 +104,22 @@ class SynthesisRequest:
     length_scale: float | None
     deadline: float
     timings: bool = False  # the stream's word timings in a header (computed before the first chunk)
+    speaker_id: int | None = None  # None for a single-speaker model
 
 
 class SpeechService:
     """The model and what requests share: a lock for the text front end, the sentence splitter, the limits.
 
     With `onnx` (an `OnnxStreamingSynthesizer`), synthesis runs through ONNX Runtime; the PyTorch model then only
-    turns text into ids and names the tokens of the timings.
+    turns text into ids and names the tokens of the timings, and the speakers are those stored in the export.
 
     Threads share the model (synthesis only reads it); the phonemizer (espeak-ng through ctypes) has global state,
     so turning text into ids, and timings (which may phonemize words), happen under one lock — a small part of the
     time of a request.
+
+    Raises:
+        ValueError: `default_speaker` (a name or an id) is not a speaker of the model, or the model is conditioned on
+            d-vectors (the server chooses speakers by id).
     """
 
     def __init__(
@@ -116,8 +128,13 @@ class SpeechService:
         split_sentences: Callable[[str], list[str]] | None,
         settings: ServerSettings,
         onnx: Any = None,
+        default_speaker: str | int | None = None,
     ):
         self.model, self.settings, self.onnx = model, settings, onnx
+        if onnx is None:
+            self.speakers = SpeakerChoice.of_model(model, default_speaker)
+        else:
+            self.speakers = SpeakerChoice.of_names(onnx.speakers, default_speaker)
         self.sample_rate = int(model.config.audio.sample_rate)
         self._split_sentences = split_sentences
         self._frontend_lock = threading.Lock()
@@ -142,7 +159,13 @@ class SpeechService:
                 continue
             if self.onnx is None:
                 yield SynthesisStream(
-                    self.model, ids, chunk_frames, request.noise_scale, request.length_scale, text=segment
+                    self.model,
+                    ids,
+                    chunk_frames,
+                    request.noise_scale,
+                    request.length_scale,
+                    text=segment,
+                    speaker_id=request.speaker_id,
                 )
             else:  # the same windows through ONNX Runtime (sessions may run from several threads at once)
                 yield self.onnx.stream(
@@ -152,6 +175,7 @@ class SpeechService:
                     length_scale=request.length_scale,
                     tokenizer=self.model.tokenizer,
                     text=segment,
+                    sid=request.speaker_id,
                 )
 
     def timings(self, stream: SynthesisStream) -> dict[str, list[dict[str, Any]]]:
@@ -268,6 +292,8 @@ def create_app(service: SpeechService):
             {
                 "sample_rate": service.sample_rate,
                 "backend": "torch" if service.onnx is None else "onnxruntime",
+                "speakers": service.speakers.info(),
+                "default_speaker": service.speakers.default,  # the id of `--speaker_idx`, or null
                 "max_text_length": settings.max_text_length,
                 "max_concurrent": settings.max_concurrent,
                 "max_queue": settings.max_queue,
@@ -278,7 +304,7 @@ def create_app(service: SpeechService):
 
     @app.route("/api/tts", methods=["GET", "POST"])
     def tts():
-        request = _parse_request(settings)
+        request = _parse_request(settings, service.speakers)
         release = service.admission.acquire(request.deadline)
         try:
             streams = service.streams(request, sys.maxsize)  # a sentence is one decoder window: the whole decoding
@@ -312,7 +338,7 @@ def create_app(service: SpeechService):
 
     @app.route("/api/tts/stream", methods=["GET", "POST"])
     def tts_stream():
-        request = _parse_request(settings)
+        request = _parse_request(settings, service.speakers)
         release = service.admission.acquire(request.deadline)
         try:
             # on request, the timings of the whole text first (durations only): they go in a header, before audio
@@ -350,7 +376,7 @@ def create_app(service: SpeechService):
 
     @app.route("/api/timings", methods=["GET", "POST"])
     def timings():
-        request = _parse_request(settings)
+        request = _parse_request(settings, service.speakers)
         release = service.admission.acquire(request.deadline)
         try:
             joined, num_samples = service.joined_timings(request)
@@ -374,7 +400,7 @@ def _chain(first: SynthesisStream, rest: Iterator[SynthesisStream]) -> Iterator[
     yield from rest
 
 
-def _parse_request(settings: ServerSettings) -> SynthesisRequest:
+def _parse_request(settings: ServerSettings, speakers: SpeakerChoice) -> SynthesisRequest:
     """The fields of the current request, checked; a UserError (400 or 413) names what is wrong."""
     import flask
 
@@ -404,7 +430,23 @@ def _parse_request(settings: ServerSettings) -> SynthesisRequest:
         _scale(data, "length_scale", 0.1, 10.0),
         deadline,
         _flag(data, "timings"),
+        _speaker(data, request.headers, speakers),
     )
+
+
+def _speaker(data: Any, headers: Any, speakers: SpeakerChoice) -> int | None:
+    """The speaker id of the request: field `speaker_id` (or `speaker`), else the toolkit's header `speaker-id`."""
+    value, other = data.get("speaker_id"), data.get("speaker")
+    if value in (None, ""):
+        value = other
+    elif other not in (None, "") and other != value:
+        raise UserError(f"fields 'speaker_id' ({value!r}) and 'speaker' ({other!r}) differ: give one speaker")
+    if value in (None, ""):
+        value = headers.get("speaker-id")
+    try:
+        return speakers.resolve(value)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _flag(data: Any, name: str) -> bool:
@@ -433,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = ServerSettings()
     parser = argparse.ArgumentParser(
         prog="naturalspeech-server",
-        description="Serve a NaturalSpeech model over HTTP: whole WAVs with word timings, streamed audio, a web page.",
+        description="Serve a NaturalSpeech model over HTTP: whole WAVs with word timings, streamed audio, a web page. "
+        "Requests to a multi-speaker model choose the speaker with `speaker_id` (a name or an id; GET /api/info lists "
+        "them).",
     )
     parser.add_argument("--model_path", required=True, help="Checkpoint of the run (e.g. run/best_model.pth).")
     parser.add_argument("--config_path", required=True, help="config.json of the run.")
@@ -443,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Address to listen on; 0.0.0.0 for every interface. Default: %(default)s (this machine only).",
     )
     parser.add_argument("--port", type=int, default=5003, help="Port. Default: %(default)s.")
+    parser.add_argument(
+        "--speaker_idx",
+        help="Speaker (name or id) of a multi-speaker model for requests without `speaker_id` (as tts-server's "
+        "option); without it such requests get 400. /api/info lists the speakers.",
+    )
     parser.add_argument(
         "--max_text_length",
         type=int,
@@ -546,7 +595,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.onnx_dir, int8=args.onnx_int8, threads=args.onnx_threads, cuda=args.use_cuda
         )
     split = None if args.no_split_sentences else synthesizer.split_into_sentences
-    app = create_app(SpeechService(model, split, settings, onnx))
+    try:
+        service = SpeechService(model, split, settings, onnx, default_speaker=args.speaker_idx)
+    except ValueError as exc:
+        parser.error(f"--speaker_idx {args.speaker_idx}: {exc}" if args.speaker_idx else str(exc))
+    if service.speakers.multi_speaker:
+        logger.info("Speakers: %s", service.speakers.listing())
+    app = create_app(service)
     logger.info("Serving NaturalSpeech on http://%s:%d/", args.host, args.port)
     # a thread per synthesizing or waiting request, and a few for the page and refusals; Waitress blocks a writer
     # whose client reads slowly once 16 MB are buffered, so a slow reader cannot grow the memory either
