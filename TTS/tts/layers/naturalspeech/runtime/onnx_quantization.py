@@ -30,14 +30,27 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DECODER_SCOPE = "waveform_decoder"  # module name of the HiFi-GAN decoder in both NaturalSpeech and the toolkit's VITS
+FLOW_SCOPE = "flows"  # the coupling layers of the flow (`BidirectionalFlow.flows`), after the durations
+PHONEME_ENCODER_SCOPE = "phoneme_encoder"  # before the durations: int8 there moves them (opt-in only)
+INT8_SCOPES = (DECODER_SCOPE, FLOW_SCOPE)  # what an int8 export quantizes by default
 
 
-def decoder_conv_nodes(onnx_path: str | Path, scope: str = DECODER_SCOPE) -> list[str]:
-    """Names of the `Conv` nodes traced from modules under `scope` (the exporter names nodes `/.../scope/...`)."""
+def conv_nodes(onnx_path: str | Path, scopes: Sequence[str]) -> list[str]:
+    """Names of the `Conv` nodes traced from modules under any of `scopes` (the exporter names nodes
+    `/.../scope/...`), in graph order."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    return [node.name for node in graph.node if node.op_type == "Conv" and f"/{scope}/" in node.name]
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "Conv" and any(f"/{scope}/" in node.name for scope in scopes)
+    ]
+
+
+def decoder_conv_nodes(onnx_path: str | Path, scope: str = DECODER_SCOPE) -> list[str]:
+    """Names of the `Conv` nodes of the decoder (or of another module `scope`)."""
+    return conv_nodes(onnx_path, [scope])
 
 
 class _Feeds:
@@ -50,21 +63,24 @@ class _Feeds:
         return next(self._feeds, None)
 
 
-def quantize_decoder(
+def quantize_convolutions(
     float_path: str | Path,
     output_path: str | Path,
     calibration_feeds: Iterable[dict[str, np.ndarray]],
-    *,
-    scope: str = DECODER_SCOPE,
+    scopes: Sequence[str],
 ) -> Path:
-    """Write a copy of an exported graph whose decoder convolutions are static int8 (QDQ format).
+    """Write a copy of an exported graph whose convolutions under `scopes` are static int8 (QDQ format).
 
     Args:
-        float_path: A float32 graph exported by `export_onnx` (or the toolkit's VITS export).
+        float_path: A float32 graph exported by `export_onnx`, `export_streaming_onnx` (or the toolkit's VITS export).
         output_path: Where to write the quantized graph.
         calibration_feeds: Graph inputs (name -> array) to measure activation ranges on; real sentences, a handful is
             enough (the ranges are min/max over all of them).
-        scope: Module name whose convolutions are quantized.
+        scopes: Module names whose convolutions are quantized (e.g. `INT8_SCOPES`); a scope absent from the graph
+            is skipped.
+
+    Raises:
+        ValueError: No calibration input, or no `Conv` node under any of `scopes`.
 
     Returns:
         The path of the written file.
@@ -72,12 +88,14 @@ def quantize_decoder(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if isinstance(scopes, str):
+        raise TypeError(f"scopes must be a sequence of module names, got the string {scopes!r}")
     feeds = list(calibration_feeds)
     if not feeds:
-        raise ValueError("quantize_decoder: no calibration inputs (activation ranges need at least one graph input)")
-    nodes = decoder_conv_nodes(float_path, scope)
+        raise ValueError("quantize_convolutions: no calibration inputs (activation ranges need at least one input)")
+    nodes = conv_nodes(float_path, scopes)
     if not nodes:
-        raise ValueError(f"quantize_decoder: {float_path} has no Conv nodes under '/{scope}/' to quantize")
+        raise ValueError(f"quantize_convolutions: {float_path} has no Conv nodes under {list(scopes)} to quantize")
     float_path, output_path = Path(float_path).resolve(), Path(output_path).resolve()  # the work runs elsewhere
     with tempfile.TemporaryDirectory(prefix="ns_quant_") as workdir, _working_directory(workdir):
         # ORT's recommended pre-processing (shape inference, graph clean-up); the symbolic shape pass cannot resolve
@@ -96,8 +114,20 @@ def quantize_decoder(
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
-    logger.info("Int8 decoder: %d convolutions, %d calibration inputs: %s", len(nodes), len(feeds), output_path)
+    logger.info("Int8 %s: %d convolutions, %d calibration inputs: %s", "+".join(scopes), len(nodes), len(feeds),
+                output_path)  # fmt: skip
     return output_path
+
+
+def quantize_decoder(
+    float_path: str | Path,
+    output_path: str | Path,
+    calibration_feeds: Iterable[dict[str, np.ndarray]],
+    *,
+    scope: str = DECODER_SCOPE,
+) -> Path:
+    """`quantize_convolutions` of the decoder only (or of another single module `scope`)."""
+    return quantize_convolutions(float_path, output_path, calibration_feeds, [scope])
 
 
 @contextlib.contextmanager
