@@ -1,19 +1,29 @@
-"""Int8 quantization of the HiFi-GAN decoder in an exported ONNX graph, for faster CPU synthesis.
+"""Static int8 quantization of the convolutions of an exported ONNX graph (decoder, flow), for faster CPU synthesis.
 
-Why only the decoder, and why static int8: CPU synthesis time is ≥ 95% HiFi-GAN convolutions (see
-`benchmarks/README.md`). PyTorch eager already runs them through oneDNN, so a float32 ONNX Runtime graph is no faster
-(0.9–1.04× measured). Static int8 quantization lets ONNX Runtime fuse every decoder convolution into an integer
-`QLinearConv` (VNNI/AVX2 integer kernels). Dynamic quantization is not an option here: its `ConvInteger` path
-re-quantizes every activation at run time and measured 6× *slower* than float32 on this decoder.
+Why static int8: PyTorch eager already runs the convolutions through oneDNN, so a float32 ONNX Runtime graph is no
+faster (0.9–1.04× measured). Static int8 quantization lets ONNX Runtime fuse each quantized convolution into an
+integer `QLinearConv` (VNNI/AVX2 integer kernels). Dynamic quantization is not an option here: its `ConvInteger` path
+re-quantizes every activation at run time and measured 6× *slower* than float32 on the decoder.
 
-The result is a standard QDQ graph (`QuantizeLinear`/`DequantizeLinear` pairs around the decoder's `Conv` nodes):
+The result is a standard QDQ graph (`QuantizeLinear`/`DequantizeLinear` pairs around the chosen `Conv` nodes):
 weights int8 per output channel, activations uint8 with ranges calibrated by running the float graph on real inputs.
-The phoneme encoder, durator, flow and memory bank stay float32: they are < 5% of the time, and rounding there would
-move durations (the length of the speech), not just add noise to samples.
+Which convolutions, by module scope (`INT8_SCOPES`):
 
-It pays off for large decoders only: with the paper's 512-channel HiFi-GAN the int8 graph is 2.1–3.1× faster than eager,
-with the CPU recipe's 64 channels the quantize/dequantize steps cost more than the integer kernels save. Integer
-convolutions are fastest on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI).
+- the HiFi-GAN decoder (`waveform_decoder`): most of the time with the paper's 512-channel decoder;
+- the flow (`flows`): with a smaller decoder the part before it is no longer negligible. Measured under load with
+  Piper medium's 256-channel decoder at the paper's hidden size (1 thread, `benchmarks/README.md` section 11): the
+  float32 latents graph takes RTF 0.038 next to 0.043 for the int8 decoder, i.e. 47% of the int8 time, and the flow
+  is about half of the latents graph; with the flow int8 the latents graph takes 0.023 (35% of the time). The flow
+  runs after the durations, so its int8 noise (relative error of the latents ~0.2%) does not move them.
+
+The phoneme encoder and the durator stay float32 by default: they compute the durations, the length of the speech,
+and int8 there moves them (measured on 20 sentences, random paper-size weights: up to 9% per token, 1.2% mean, up to
+0.75% of a sentence's length). `PHONEME_ENCODER_SCOPE` is an opt-in (`export_streaming_onnx(...,
+quantize_phoneme_encoder=True)`): it took the latents graph from RTF 0.023 to 0.017 in the same measurement. The
+memory bank (a few matmuls, ~3%) stays float32.
+
+Int8 pays off for large convolutions only: with the CPU recipe's 64-channel decoder the quantize/dequantize steps cost
+more than the integer kernels save. Integer convolutions are fastest on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI).
 
 Only `onnx` and `onnxruntime` are needed (no torch).
 """
