@@ -1,11 +1,12 @@
-"""What the int8 ONNX decoder costs in quality and buys in speed, on a trained NaturalSpeech checkpoint.
+"""What the int8 ONNX decoder and flow cost in quality and buy in speed, on a trained NaturalSpeech checkpoint.
 
 Exports the checkpoint twice (`export_onnx()` float32 and `export_onnx(quantize=True)`, calibrated on the config's
 test sentences), synthesizes held-out sentences (the LJSpeech transcripts of `--metadata`, none of them used for
 calibration) with PyTorch eager, the float32 graph and the int8 graph, alternating, and reports per sentence:
 
-- `snr_db`: waveform signal-to-noise ratio of int8 against float32 (noise scale 0, so the only difference is
-  quantization);
+- `snr_db`: waveform signal-to-noise ratio of int8 (decoder and flow, what `quantize=True` writes) against float32
+  (noise scale 0, so the only difference is quantization); `snr_db_decoder_only`: the same for a graph with only the
+  decoder int8 (the flow's share of the noise is the difference);
 - `logmel_l1_int8`: mean |log-mel(int8) - log-mel(float32)|, next to `logmel_l1_resampling`: the same distance
   between two float32 syntheses that differ only in the prior sample (the model's own noise scale, two seeds), i.e.
   how much the model's output varies anyway from one synthesis to the next;
@@ -36,7 +37,8 @@ from common import (
     write_json,
 )
 
-from TTS.tts.layers.naturalspeech.runtime.onnx_export import inference_onnx, load_onnx
+from TTS.tts.layers.naturalspeech.runtime.onnx_export import calibration_feeds, inference_onnx, load_onnx
+from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
 
 COLUMNS = [
     "threads",
@@ -44,6 +46,7 @@ COLUMNS = [
     "tokens",
     "audio_s",
     "snr_db",
+    "snr_db_decoder_only",
     "logmel_l1_int8",
     "logmel_l1_resampling",
     "eager_s",
@@ -86,6 +89,11 @@ class LogMel:
         return float((mel_a[:, :frames] - mel_b[:, :frames]).abs().mean())
 
 
+def snr_db(actual: np.ndarray, reference: np.ndarray) -> float:
+    noise = np.sum((actual - reference) ** 2)
+    return float(10 * np.log10(np.sum(reference**2) / noise)) if noise > 0 else float("inf")
+
+
 def eager(model, ids: torch.Tensor, noise_scale: float, seed: int = 0) -> np.ndarray:
     torch.manual_seed(seed)
     with torch.inference_mode():
@@ -96,17 +104,19 @@ def measure(model, texts: list[str], threads: list[int], reps: int) -> list[dict
     workdir = Path(tempfile.mkdtemp(prefix="int8_quality_"))
     model.export_onnx(str(workdir / "float32.onnx"))
     model.export_onnx(str(workdir / "int8.onnx"), quantize=True)
+    quantize_decoder(workdir / "float32.onnx", workdir / "int8_decoder.onnx", calibration_feeds(model))
     log_mel = LogMel(model.config.audio)
     sample_rate = model.config.audio.sample_rate
     rows = []
     for thread_count in threads:
         torch.set_num_threads(thread_count)
         sessions = {name: load_onnx(workdir / f"{name}.onnx", threads=thread_count) for name in ("float32", "int8")}
+        decoder_only = load_onnx(workdir / "int8_decoder.onnx", threads=thread_count)  # quality only, not timed
         for index, text in enumerate(texts):
             ids = torch.tensor([model.speakable_ids(text)])
             float_wav = inference_onnx(sessions["float32"], ids, noise_scale=0.0, length_scale=model.length_scale)
             int8_wav = inference_onnx(sessions["int8"], ids, noise_scale=0.0, length_scale=model.length_scale)
-            noise = np.sum((int8_wav - float_wav) ** 2)
+            decoder_int8_wav = inference_onnx(decoder_only, ids, noise_scale=0.0, length_scale=model.length_scale)
             times = alternate(
                 {
                     "eager": lambda ids=ids: eager(model, ids, model.noise_scale),
@@ -125,7 +135,8 @@ def measure(model, texts: list[str], threads: list[int], reps: int) -> list[dict
                     "sentence": index,
                     "tokens": ids.size(1),
                     "audio_s": float_wav.shape[-1] / sample_rate,
-                    "snr_db": float(10 * np.log10(np.sum(float_wav**2) / noise)) if noise > 0 else float("inf"),
+                    "snr_db": snr_db(int8_wav, float_wav),
+                    "snr_db_decoder_only": snr_db(decoder_int8_wav, float_wav),
                     "logmel_l1_int8": log_mel.distance(int8_wav, float_wav),
                     "logmel_l1_resampling": log_mel.distance(
                         eager(model, ids, model.noise_scale, seed=1), eager(model, ids, model.noise_scale, seed=2)
@@ -151,7 +162,7 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(header("int8 ONNX decoder: quality and speed"))
+    print(header("int8 ONNX decoder and flow: quality and speed"))
     model = load_model(args.run_dir)
     rows = measure(model, held_out_texts(args.metadata, args.sentences), args.threads, args.reps)
     summary = {

@@ -318,7 +318,8 @@ def test_streaming_onnx_graphs_take_the_speaker_and_equal_pytorch(tmp_path):
                 np.testing.assert_allclose(streams[sid], whole["model_outputs"][0, 0].numpy(), rtol=0, atol=ATOL)
         common = min(len(w) for w in streams.values())
         assert len(streams[0]) != len(streams[1]) or not np.allclose(streams[0][:common], streams[1][:common])
-    assert files.decoder_int8 is not None
+    assert files.decoder_int8 is not None and files.latents_int8 is not None
+    # the int8 latents graph (flow int8) keeps the speaker input and the speaker names of its metadata
     with pytest.raises(ValueError, match="pass `sid`"):
         synth.stream(ids)
     with pytest.raises(ValueError, match="Speaker id 7 is out of range"):

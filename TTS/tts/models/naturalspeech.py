@@ -1121,10 +1121,11 @@ class Naturalspeech(BaseTTSE2E):
     ) -> None:
         """Export the inference path (no discriminator) to ONNX; this model is left unchanged.
 
-        `quantize=True` makes the HiFi-GAN decoder int8 for faster CPU synthesis, calibrated on `calibration_texts`
-        (default: the config's `test_sentences`). With the sup-phoneme input, the graph takes the sup-phoneme ids as
-        a fourth input, `sup_ids`, and stores the BPE in its metadata; a multi-speaker model's graph takes the speaker
-        ids as its last input, `sid` (see `runtime/onnx_export.py`).
+        `quantize=True` makes the convolutions of the HiFi-GAN decoder and of the flow int8 for faster CPU synthesis,
+        calibrated on `calibration_texts` (default: the config's `test_sentences`); the durations stay float32. With
+        the sup-phoneme input, the graph takes the sup-phoneme ids as a fourth input, `sup_ids`, and stores the BPE in
+        its metadata; a multi-speaker model's graph takes the speaker ids as its last input, `sid` (see
+        `runtime/onnx_export.py`).
         """
         from TTS.tts.layers.naturalspeech.runtime.onnx_export import export_onnx
 

@@ -1,4 +1,4 @@
-"""Export a trained NaturalSpeech run to ONNX, float32 or with an int8 decoder, and check the file synthesizes.
+"""Export a trained NaturalSpeech run to ONNX, float32 or with an int8 decoder and flow, and check the file synthesizes.
 
     python recipes/ljspeech/naturalspeech/export_onnx.py --run_dir run/ --out naturalspeech.onnx
     python recipes/ljspeech/naturalspeech/export_onnx.py --run_dir run/ --out naturalspeech_int8.onnx --quantize
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--run_dir", type=Path, required=True, help="training run folder with config.json")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: <run_dir>/best_model.pth)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    parser.add_argument("--quantize", action="store_true", help="int8 HiFi-GAN decoder (faster CPU synthesis)")
+    parser.add_argument("--quantize", action="store_true", help="int8 HiFi-GAN decoder and flow (faster CPU synthesis)")
     parser.add_argument("--calibration_text", action="append", help="a calibration sentence (repeatable)")
     parser.add_argument("--check_text", default="The birch canoe slid on the smooth planks.")
     args = parser.parse_args()
@@ -57,7 +57,7 @@ def main() -> None:
     ids = model.speakable_ids(args.check_text)
     wav = inference_onnx(load_onnx(args.out), [ids], noise_scale=model.noise_scale, length_scale=model.length_scale)
     seconds = wav.shape[-1] / model.config.audio.sample_rate
-    kind = "int8 decoder" if args.quantize else "float32"
+    kind = "int8 decoder and flow" if args.quantize else "float32"
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {kind})")
     print(f"check: {seconds:.2f} s of audio for {args.check_text!r} in {time.perf_counter() - start:.2f} s")
 

@@ -14,7 +14,8 @@ decoding; for several items the shorter ones differ from per-item decoding in th
 (`per_item=True`), which reproduces PyTorch's batch-equals-per-item guarantee; `per_item=False` runs one batched call.
 
 `inference_onnx` needs only numpy and onnxruntime; torch tensors are accepted and converted. `export_onnx(...,
-quantize=True)` writes the same graph with an int8 HiFi-GAN decoder (`onnx_quantization.py`) for faster CPU serving.
+quantize=True)` writes the same graph with the convolutions of the HiFi-GAN decoder and of the flow static int8
+(`onnx_quantization.INT8_SCOPES`) for faster CPU serving; the durations stay float32.
 
 A model with the sup-phoneme input (`Naturalspeech.sup_phonemes`) exports a graph with a fourth input, `sup_ids`
 (`[B, T_text]`, the sup-phoneme id of every token), and the sup-phoneme BPE in the model's metadata under
@@ -42,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
+from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import INT8_SCOPES, quantize_convolutions
 from TTS.tts.utils.helpers import sequence_mask
 
 logger = logging.getLogger(__name__)
@@ -157,9 +158,10 @@ def export_onnx(
     Args:
         model: A `Naturalspeech` model (left unchanged; a CPU copy is exported).
         output_path: Where to write the `.onnx` file.
-        quantize: Make the HiFi-GAN decoder's convolutions static int8 (`onnx_quantization.py`): 2-3x faster
-            CPU synthesis than PyTorch eager at the paper size, at the cost of quantization noise in the waveform.
-            Defaults to False.
+        quantize: Make the convolutions of the HiFi-GAN decoder and of the flow static int8 (`onnx_quantization.py`):
+            2-3x faster CPU synthesis than PyTorch eager at the paper size, at the cost of quantization noise in the
+            waveform; the phoneme encoder and the durator stay float32, so the durations do not move. Defaults to
+            False.
         calibration_texts: Sentences whose synthesis calibrates the int8 activation ranges (`quantize` only).
             Defaults to the config's `test_sentences`, else a few built-in English sentences.
         verbose: Print the exported graph. Defaults to False.
@@ -177,9 +179,9 @@ def export_onnx(
     feeds = calibration_feeds(model, calibration_texts)  # bad texts fail before the slow export
     with tempfile.TemporaryDirectory(prefix="ns_onnx_") as workdir:
         float_path = _export_float(model, Path(workdir) / "float32.onnx", verbose)
-        quantize_decoder(float_path, output_path, feeds)
+        quantize_convolutions(float_path, output_path, feeds, INT8_SCOPES)
     _store_sup_phonemes(model, output_path)
-    logger.info("NaturalSpeech exported to ONNX with an int8 decoder: %s", output_path)
+    logger.info("NaturalSpeech exported to ONNX with an int8 decoder and flow: %s", output_path)
     return output_path
 
 

@@ -7,8 +7,13 @@
   a model with the sup-phoneme input); outputs `latents` (`[B, C, T_feats]`, zero after each item's frames),
   `durations` (`[B, T_text]`, frames per token: the timings, `timings.py`) and `frame_lengths` (`[B]`).
 - `decoder.onnx`: the HiFi-GAN decoder, input `latents` (`[B, C, T_window]`, any length), output `audio`
-  (`[B, 1, T_window * hop]`); with `quantize=True` also `decoder_int8.onnx`, its convolutions static int8
-  (`onnx_quantization.py`), calibrated on the latents of `calibration_texts`.
+  (`[B, 1, T_window * hop]`).
+- with `quantize=True` also `decoder_int8.onnx`, the decoder's convolutions static int8 (`onnx_quantization.py`),
+  calibrated on the latents of `calibration_texts`, and `latents_int8.onnx`, the latents graph with the flow's
+  convolutions static int8, calibrated on the inputs of the same texts. The phoneme encoder and the durator stay
+  float32 (opt-in: `quantize_phoneme_encoder`), so the int8 graph predicts the same durations as the float one: the
+  flow runs after them. At the paper's hidden size the latents graph is about half the time of an int8 decoder of
+  Piper's size, and the flow half of the latents graph (`benchmarks/README.md`).
 
 A multi-speaker model's `latents.onnx` also takes `sid` (`[B]`, speaker ids, after `sup_ids`) and outputs `speaker`
 (`[B, C_g, 1]`, the speaker vector), which `decoder.onnx` takes as its second input, `speaker`: the decoder is
@@ -48,7 +53,12 @@ from TTS.tts.layers.naturalspeech.runtime.onnx_export import (
     store_metadata,
     traced_latents,
 )
-from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import quantize_decoder
+from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import (
+    FLOW_SCOPE,
+    PHONEME_ENCODER_SCOPE,
+    quantize_convolutions,
+    quantize_decoder,
+)
 from TTS.tts.layers.naturalspeech.runtime.streaming import (
     DEFAULT_CHUNK_FRAMES,
     DecoderContext,
@@ -58,6 +68,7 @@ from TTS.tts.layers.naturalspeech.runtime.streaming import (
 logger = logging.getLogger(__name__)
 
 LATENTS_FILE, DECODER_FILE, DECODER_INT8_FILE = "latents.onnx", "decoder.onnx", "decoder_int8.onnx"
+LATENTS_INT8_FILE = "latents_int8.onnx"  # absent from folders exported before the flow was quantized
 LATENTS_OUTPUTS = ["latents", "durations", "frame_lengths"]
 DECODER_INPUT, DECODER_OUTPUT = "latents", "audio"
 SPEAKER_OUTPUT = (
@@ -70,11 +81,12 @@ SCALES_KEY = "naturalspeech_scales"  # "noise_scale,length_scale", the model's d
 
 
 class StreamingOnnxFiles(NamedTuple):
-    """The files `export_streaming_onnx` wrote (`decoder_int8` is None without `quantize`)."""
+    """The files `export_streaming_onnx` wrote (the int8 graphs are None without `quantize`)."""
 
     latents: Path
     decoder: Path
     decoder_int8: Path | None
+    latents_int8: Path | None = None
 
 
 def export_streaming_onnx(
@@ -83,17 +95,23 @@ def export_streaming_onnx(
     *,
     quantize: bool = False,
     calibration_texts: Sequence[str] | None = None,
+    quantize_phoneme_encoder: bool = False,
     verbose: bool = False,
 ) -> StreamingOnnxFiles:
     """Export a NaturalSpeech model as the two graphs of streaming synthesis (see the module docstring).
 
     Args:
         model: A `Naturalspeech` model (left unchanged; a CPU copy is exported).
-        output_dir: Folder to write `latents.onnx`, `decoder.onnx` (and `decoder_int8.onnx`) into; created if needed.
-        quantize: Also write `decoder_int8.onnx`, the decoder with static int8 convolutions (faster on CPUs with
-            VNNI for paper-size decoders; see `onnx_quantization.py`). Defaults to False.
-        calibration_texts: Sentences whose latents calibrate the int8 activation ranges (`quantize` only); defaults
-            as in `onnx_export.export_onnx`.
+        output_dir: Folder to write `latents.onnx`, `decoder.onnx` (and `decoder_int8.onnx`, `latents_int8.onnx`)
+            into; created if needed.
+        quantize: Also write `decoder_int8.onnx` and `latents_int8.onnx`, the decoder and the flow with static int8
+            convolutions (faster on CPUs with VNNI at the paper's sizes; see `onnx_quantization.py`). Defaults to
+            False.
+        calibration_texts: Sentences whose inputs and latents calibrate the int8 activation ranges (`quantize`
+            only); defaults as in `onnx_export.export_onnx`.
+        quantize_phoneme_encoder: Make the phoneme encoder's convolutions int8 in `latents_int8.onnx` as well
+            (`quantize` only). Faster, but the encoder is before the durations, so it moves them (the speech length
+            and the timings; measured in `benchmarks/README.md`). Defaults to False.
         verbose: Print the exported graphs. Defaults to False.
 
     Raises:
@@ -137,6 +155,10 @@ def export_streaming_onnx(
                 decoder_feeds.append({DECODER_INPUT: latents[:, :, : int(lengths[0])]})
         quantize_decoder(files.decoder, files.decoder_int8, decoder_feeds)
         store_metadata(files.decoder_int8, metadata)
+        files = files._replace(latents_int8=output_dir / LATENTS_INT8_FILE)
+        scopes = [FLOW_SCOPE, PHONEME_ENCODER_SCOPE] if quantize_phoneme_encoder else [FLOW_SCOPE]
+        quantize_convolutions(files.latents, files.latents_int8, feeds, scopes)
+        store_metadata(files.latents_int8, latents_metadata)
     logger.info("NaturalSpeech exported for streaming to %s: %s", output_dir, ", ".join(p.name for p in files if p))
     return files
 
@@ -228,7 +250,7 @@ class OnnxStreamingSynthesizer:
     """Streaming synthesis with the two graphs of :func:`export_streaming_onnx`, on numpy arrays with onnxruntime.
 
     Args:
-        latents_path: `latents.onnx`.
+        latents_path: `latents.onnx` or `latents_int8.onnx`.
         decoder_path: `decoder.onnx` or `decoder_int8.onnx`.
         threads: CPU threads of each session; None for all.
         cuda: Run on CUDA when available.
@@ -264,9 +286,16 @@ class OnnxStreamingSynthesizer:
 
     @classmethod
     def from_dir(cls, directory: str | Path, *, int8: bool = False, **kwargs) -> "OnnxStreamingSynthesizer":
-        """The synthesizer of an export folder; `int8` picks `decoder_int8.onnx`."""
+        """The synthesizer of an export folder; `int8` picks `decoder_int8.onnx` and `latents_int8.onnx` (or
+        `latents.onnx` in a folder exported before the flow was quantized)."""
         directory = Path(directory)
-        return cls(directory / LATENTS_FILE, directory / (DECODER_INT8_FILE if int8 else DECODER_FILE), **kwargs)
+        if not int8:
+            return cls(directory / LATENTS_FILE, directory / DECODER_FILE, **kwargs)
+        latents = directory / LATENTS_INT8_FILE
+        if not latents.exists():
+            logger.info("%s has no %s (an older export): the latents graph runs in float32", directory, latents.name)
+            latents = directory / LATENTS_FILE
+        return cls(latents, directory / DECODER_INT8_FILE, **kwargs)
 
     def latents(
         self,
