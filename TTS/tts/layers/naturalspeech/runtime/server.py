@@ -544,7 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Synthesize with ONNX Runtime: a folder written by export_streaming_onnx (latents.onnx, decoder.onnx); "
         "the checkpoint still gives the text front end.",
     )
-    parser.add_argument("--onnx_int8", action="store_true", help="With --onnx_dir: use decoder_int8.onnx.")
+    parser.add_argument(
+        "--onnx_int8",
+        action="store_true",
+        help="With --onnx_dir: use the int8 graphs (decoder_int8.onnx, and latents_int8.onnx when the export has it).",
+    )
     parser.add_argument("--onnx_threads", type=int, help="With --onnx_dir: CPU threads per session (default all).")
     parser.add_argument("--use_cuda", action="store_true", help="Run on the GPU.")
     return parser
