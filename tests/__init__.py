@@ -127,3 +127,14 @@ def load_batch(config: NaturalspeechConfig, model, clip_ids: list[str]) -> dict:
     loader = model.get_data_loader(config, samples=load_samples(config, clip_ids))
     batch = next(iter(loader))
     return model.format_batch_on_device(model.format_batch(batch))
+
+
+def load_run_model(run_dir, checkpoint: str = "best_model.pth"):
+    """The `Naturalspeech` model of a training run folder (its `config.json` and `checkpoint`), in eval mode."""
+    from TTS.config import load_config
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    config = load_config(str(Path(run_dir) / "config.json"))
+    model = Naturalspeech.init_from_config(config)
+    model.load_checkpoint(config, str(Path(run_dir) / checkpoint), eval=True)
+    return model

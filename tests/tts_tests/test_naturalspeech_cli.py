@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests import REPO_ROOT, make_phonemizing_tiny_config
+from tests import REPO_ROOT, load_run_model, make_phonemizing_tiny_config
 
 MODULE = "TTS.tts.layers.naturalspeech.runtime.cli"
 SCRIPT = Path(sys.executable).parent / "naturalspeech-tts"
@@ -39,13 +39,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(run_dir):
-    from TTS.config import load_config
-    from TTS.tts.models.naturalspeech import Naturalspeech
-
-    config = load_config(str(run_dir / "config.json"))
-    model = Naturalspeech.init_from_config(config)
-    model.load_checkpoint(config, str(run_dir / "best_model.pth"), eval=True)
-    return model
+    return load_run_model(run_dir)
 
 
 def run_cli(run_dir, *args, stdout_binary=False):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import load_run_model
 from TTS.tts.layers.naturalspeech.runtime.onnx_export import (
     DYNAMIC_AXES,
     INPUT_NAMES,
@@ -32,12 +33,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model(trained_model_dir):
-    from TTS.config import load_config
-    from TTS.tts.models.naturalspeech import Naturalspeech
-
-    config = load_config(str(trained_model_dir / "config.json"))
-    model = Naturalspeech.init_from_config(config)
-    model.load_checkpoint(config, str(trained_model_dir / "best_model.pth"), eval=True)
+    model = load_run_model(trained_model_dir)
     assert bool(model.memory_initialized)
     return model
 

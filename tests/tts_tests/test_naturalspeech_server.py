@@ -26,7 +26,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests import REPO_ROOT
+from tests import REPO_ROOT, load_run_model
 from tests.tts_tests.test_naturalspeech_cli import run_dir  # noqa: F401  (fixture used by name)
 
 MODULE = "TTS.tts.layers.naturalspeech.runtime.server"
@@ -470,14 +470,9 @@ def test_full_queue_is_a_503_with_retry_after(run_dir, tmp_path):  # noqa: F811
 def test_onnx_backend_serves_the_same_audio(server, run_dir, tmp_path):  # noqa: F811
     """`--onnx_dir`: the streaming graphs of the same checkpoint through ONNX Runtime, stream and whole alike."""
     pytest.importorskip("onnxruntime")
-    from TTS.config import load_config
     from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import export_streaming_onnx
-    from TTS.tts.models.naturalspeech import Naturalspeech
 
-    config = load_config(str(run_dir / "config.json"))
-    model = Naturalspeech.init_from_config(config)
-    model.load_checkpoint(config, str(run_dir / "best_model.pth"), eval=True)
-    export_streaming_onnx(model, tmp_path / "onnx")
+    export_streaming_onnx(load_run_model(run_dir), tmp_path / "onnx")
     status, body, _ = _start_server_and_check_missing_graphs(run_dir, tmp_path)
     assert status != 0 and "lacks decoder_int8.onnx" in body
 

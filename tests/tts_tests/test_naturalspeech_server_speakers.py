@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests import load_run_model
 from tests.tts_tests.test_naturalspeech_server import (
     MODULE,
     _error,
@@ -50,13 +51,7 @@ def speaker_server(two_speaker_run_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_speaker_model(two_speaker_run_dir):
     """The checkpoint the servers serve, loaded in this process."""
-    from TTS.config import load_config
-    from TTS.tts.models.naturalspeech import Naturalspeech
-
-    config = load_config(str(two_speaker_run_dir / "config.json"))
-    model = Naturalspeech.init_from_config(config)
-    model.load_checkpoint(config, str(two_speaker_run_dir / "best_model.pth"), eval=True)
-    return model
+    return load_run_model(two_speaker_run_dir)
 
 
 @pytest.fixture(scope="module")
