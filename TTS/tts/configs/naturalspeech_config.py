@@ -292,8 +292,8 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
             is an error. Defaults to `[]` (everything trains).
         finetune_checkpoint_path (str | None):
             Checkpoint of a trained NaturalSpeech run (a Trainer checkpoint, discriminator included, or a weights-only
-            file with its config) whose weights start this run: `layers/naturalspeech/finetuning.py`. The phoneme
-            embedding is matched by symbol, so the new run may have another phoneme set: rows of symbols both
+            file with its config) whose weights start this run (`layers/naturalspeech/runtime/finetuning.py`). The
+            phoneme embedding is matched by symbol, so the new run may have another phoneme set: rows of symbols both
             vocabularies have are copied (wherever their ids moved), new symbols keep a fresh initialisation; every
             other tensor is copied when its shape matches. The report of what was kept is logged and written to the
             run folder (`finetune_report.json`). Read only when the Trainer starts a run from scratch, not when it
@@ -402,7 +402,7 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
     mas_noise_scale: float = 0.0
     mas_noise_decay_steps: int = 100_000
 
-    # fine-tuning (layers/naturalspeech/finetuning.py)
+    # fine-tuning (layers/naturalspeech/runtime/finetuning.py)
     freeze_modules: list[str] = field(default_factory=list)
     finetune_checkpoint_path: str | None = None
     finetune_refit_memory_bank: bool = True

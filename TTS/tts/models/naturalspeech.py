@@ -26,8 +26,6 @@ from TTS.tts.layers.naturalspeech.duration_discriminator import (
     duration_generator_loss,
 )
 from TTS.tts.layers.naturalspeech.durator import Durator
-from TTS.tts.layers.naturalspeech.finetuning import freeze_modules
-from TTS.tts.layers.naturalspeech.finetuning import warm_start as warm_start_from_checkpoint
 from TTS.tts.layers.naturalspeech.flows import BidirectionalFlow
 from TTS.tts.layers.naturalspeech.losses import (
     FrameGaussians,
@@ -41,6 +39,8 @@ from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
 from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.finetuning import freeze_modules
+from TTS.tts.layers.naturalspeech.runtime.finetuning import warm_start as warm_start_from_checkpoint
 from TTS.tts.layers.naturalspeech.runtime.streaming import (
     DEFAULT_CHUNK_FRAMES,
     DecoderContext,

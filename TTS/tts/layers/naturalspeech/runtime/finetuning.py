@@ -61,10 +61,9 @@ def freeze_modules(
     frozen = []
     for name in names:
         top = name.split(".")[0]
-        part = getattr(model, top, None) if top in model._modules else None
-        matched = [n for n in named if n == name or n.startswith(name + ".")]
-        if top in model._modules and part is None:
+        if hasattr(model, top) and getattr(model, top) is None:
             continue  # a part this model was built without (the discriminator of a synthesis model)
+        matched = [n for n in named if n == name or n.startswith(name + ".")]
         if not matched:
             parts = ", ".join(n for n, m in model.named_children() if any(True for _ in m.parameters()))
             msg = f"model_args.freeze_modules: {name!r} names no part of the model with parameters; its parts: {parts}."
