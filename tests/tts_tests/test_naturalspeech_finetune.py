@@ -347,6 +347,7 @@ def four_clips(tmp_path, ljspeech_dir) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_recipe_finetunes_a_trained_run_end_to_end(tmp_path, ljspeech_dir, four_clips):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make setup installs it)")
