@@ -27,6 +27,7 @@ Writes `benchmarks/results/finetune/finetune_voice_<M>min.json` and `.csv`, and 
 """
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -97,13 +98,14 @@ def source_checkpoint(run_dir: Path, minutes: float, work_dir: Path) -> Path:
 
     The Trainer checkpoint of the mark's step (`<trainer dir>/checkpoint_<step>.pth`, discriminator and optimizer
     state) is copied once to `<work_dir>/source.pth` without the optimizer state (the run keeps only its last two
-    checkpoints; the copy survives them). Without it, the budget file (no discriminator) is the source.
+    checkpoints; the copy survives them), with the run's `config.json` (field names of the current code, where the
+    Trainer checkpoint of an older run has the old ones). Without it, the budget file (no discriminator) is the source.
 
     Raises:
         FileNotFoundError: The run has no such mark.
     """
     import torch
-    from train_budget import RunState, budget_checkpoint_path, read_budgets
+    from train_budget import CONFIG_FILE, RunState, budget_checkpoint_path, read_budgets
 
     snapshot = work_dir / "source.pth"
     if snapshot.is_file():
@@ -120,7 +122,8 @@ def source_checkpoint(run_dir: Path, minutes: float, work_dir: Path) -> Path:
         return budget_file
     full = torch.load(trainer_checkpoint, map_location="cpu", weights_only=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    slim = {"model": full["model"], "config": full["config"], "step": full["step"], "source": str(trainer_checkpoint)}
+    config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    slim = {"model": full["model"], "config": config, "step": full["step"], "source": str(trainer_checkpoint)}
     torch.save(slim, snapshot.with_suffix(".tmp"))
     snapshot.with_suffix(".tmp").replace(snapshot)
     return snapshot

@@ -386,3 +386,21 @@ def test_recipe_names_a_missing_checkpoint(tmp_path, four_clips):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
     assert f"No checkpoint or run folder at {tmp_path / 'nothing'}" in result.stderr
+
+
+def test_the_run_folders_config_wins_over_an_older_one_stored_in_the_checkpoint(tmp_path):
+    """A run trained before a config field was renamed: its Trainer checkpoint stores the old name, its folder's
+    config.json (what the `tts` CLI reads) has the new one; the fine-tune reads the folder's."""
+    sys.path.insert(0, str(RECIPE.parent))
+    from finetune_naturalspeech import source_config
+
+    source, _ = _source(tmp_path)
+    (tmp_path / "run").mkdir()
+    stored = source.config.to_dict()
+    stored["dur_loss_alpha"] = stored.pop("duration_loss_alpha")  # the old name
+    torch.save({"model": source.state_dict(), "config": stored}, tmp_path / "run" / "checkpoint_7.pth")
+    with pytest.raises(ValueError, match="'dur_loss_alpha' is now 'duration_loss_alpha'"):
+        source_config(tmp_path / "run" / "checkpoint_7.pth")
+    source.config.duration_loss_alpha = 3.0
+    source.config.save_json(str(tmp_path / "run" / "config.json"))
+    assert source_config(tmp_path / "run" / "checkpoint_7.pth").duration_loss_alpha == 3.0

@@ -57,7 +57,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def source_config(checkpoint: str | os.PathLike) -> NaturalspeechConfig:
-    """The training config of the run that wrote `checkpoint` (stored in it, or `config.json` beside it).
+    """The training config of the run that wrote `checkpoint` (`config.json` beside it, else the one stored in it).
 
     Raises:
         FileNotFoundError, CheckpointError: See `finetuning.read_checkpoint`.

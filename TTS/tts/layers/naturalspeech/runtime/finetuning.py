@@ -163,8 +163,9 @@ def _by_reason(reasons: dict[str, str]) -> dict[str, list[str]]:
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None, int | None]:
     """The model state, config dict (None if absent) and step of a NaturalSpeech checkpoint.
 
-    The config comes from the checkpoint (Trainer checkpoints and the learning benchmark's budget files carry it),
-    else from `config.json` beside the file.
+    The config is the run folder's `config.json` beside the file, as the `tts` CLI reads it (a run trained before a
+    config field was renamed has its names updated there), else the config stored in the checkpoint (Trainer
+    checkpoints and the learning benchmark's budget files carry one).
 
     Raises:
         FileNotFoundError: No file at `path`.
@@ -177,7 +178,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     state = load_checkpoint_state(path)
     model_state = state["model"] if isinstance(state.get("model"), dict) else state
     config = state.get("config") if isinstance(state.get("config"), dict) else None
-    if config is None and (path.parent / "config.json").is_file():
+    if (path.parent / "config.json").is_file():
         config = json.loads((path.parent / "config.json").read_text(encoding="utf-8"))
     model_name = (config or {}).get("model")
     if model_name is not None and model_name != "naturalspeech":
