@@ -280,6 +280,28 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
             Defaults to 0.0.
         mas_noise_decay_steps (int):
             Training steps over which the MAS noise decays linearly to zero. Defaults to 100000.
+        freeze_modules (list[str]):
+            Parts of the model that do not train: names of its sub-modules (`phoneme_encoder`, `alignment_prior`,
+            `durator`, `posterior_encoder`, `flow`, `memory_bank`, `waveform_decoder`, `disc`, ...) or dotted
+            prefixes of parameter names (`durator.duration_predictor`). Their parameters get `requires_grad=False`
+            when the model is built and are left out of the optimizers, so they keep their values, and a resumed
+            run (which builds the model from its saved config) freezes them again. One list instead of VITS's
+            `freeze_*` booleans: NaturalSpeech has more parts than VITS (durator, alignment prior, memory bank) and
+            the names are those of the state dict, which the fine-tuning report (`finetune_checkpoint_path`) lists.
+            A name of a part the model was built without (e.g. `disc` for synthesis) is ignored; a name of no part
+            is an error. Defaults to `[]` (everything trains).
+        finetune_checkpoint_path (str | None):
+            Checkpoint of a trained NaturalSpeech run (a Trainer checkpoint, discriminator included, or a weights-only
+            file with its config) whose weights start this run (`layers/naturalspeech/runtime/finetuning.py`). The
+            phoneme embedding is matched by symbol, so the new run may have another phoneme set: rows of symbols both
+            vocabularies have are copied (wherever their ids moved), new symbols keep a fresh initialisation; every
+            other tensor is copied when its shape matches. The report of what was kept is logged and written to the
+            run folder (`finetune_report.json`). Read only when the Trainer starts a run from scratch, not when it
+            resumes or restores one, and not for synthesis. Defaults to None.
+        finetune_refit_memory_bank (bool):
+            With `finetune_checkpoint_path`: fit the memory bank again by k-means over the posterior latents of the
+            new training data, when the run first uses the bank (at its first step when warm-up is skipped), as at
+            the end of warm-up. False keeps the checkpoint's bank. Defaults to True.
     """
 
     num_chars: int = 100
@@ -379,6 +401,11 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
     num_heads_transformer_flow: int = 2
     mas_noise_scale: float = 0.0
     mas_noise_decay_steps: int = 100_000
+
+    # fine-tuning (layers/naturalspeech/runtime/finetuning.py)
+    freeze_modules: list[str] = field(default_factory=list)
+    finetune_checkpoint_path: str | None = None
+    finetune_refit_memory_bank: bool = True
 
     renamed_fields: ClassVar[dict[str, str]] = RENAMED_ARGS
 

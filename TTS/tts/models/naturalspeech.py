@@ -39,6 +39,8 @@ from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
 from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.finetuning import freeze_modules
+from TTS.tts.layers.naturalspeech.runtime.finetuning import warm_start as warm_start_from_checkpoint
 from TTS.tts.layers.naturalspeech.runtime.streaming import (
     DEFAULT_CHUNK_FRAMES,
     DecoderContext,
@@ -119,6 +121,8 @@ class Naturalspeech(BaseTTSE2E):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.training_seed)
             self._build_networks(args)
+        # parts that do not train (fine-tuning): applied again whenever the model is built, so a resumed run keeps them
+        freeze_modules(self, args.freeze_modules, DISCRIMINATOR_PREFIXES)
         # Training progress is model state, saved with every checkpoint: a resumed run continues in its stage
         # with its fitted memory bank instead of starting over with a random one.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
@@ -133,8 +137,8 @@ class Naturalspeech(BaseTTSE2E):
         # the generator optimizer while the Trainer sets up (`on_init_start` to `on_init_end`): parameters created
         # then (the sup-phoneme input, from the pre-training or a restored checkpoint) join it
         self._setup_optimizer: torch.optim.Optimizer | None = None
-        # `pretrained_encoder_path` is read when a training run starts (`on_init_start`), not here: synthesis builds
-        # the model too, and a published run must load without the pre-training checkpoint.
+        # `pretrained_encoder_path` and `finetune_checkpoint_path` are read when a training run starts
+        # (`on_init_start`), not here: synthesis builds the model too, and a published run loads without those files.
 
     def _build_networks(self, args) -> None:
         """The sub-networks, in the order of the data flow."""
@@ -712,20 +716,34 @@ class Naturalspeech(BaseTTSE2E):
         self._step_duration_variance = None
 
     def on_init_start(self, trainer) -> None:
-        """Initialise the phoneme encoder from `pretrained_encoder_path` when a training run starts from scratch.
+        """Warm-start from `finetune_checkpoint_path`, or initialise the phoneme encoder from `pretrained_encoder_path`,
+        when a training run starts from scratch.
 
         The Trainer calls this after creating the optimizers (the weights are copied into the same parameters, so the
         optimizers hold them) and before it restores a checkpoint (`--restore_path`, `--continue_path`) or wraps
         the model in DDP (every rank loads the same file). A run that restores a checkpoint, or a model that was
-        already trained (`step` > 0), keeps its own encoder and never reads the file.
+        already trained (`step` > 0), keeps its own weights and never reads the files.
         """
         super().on_init_start(trainer)
         # The optimizers exist already: the sup-phoneme input, created by the pre-trained encoder below or by the
         # checkpoint the Trainer restores next, joins the generator's (the restored optimizer state expects it).
         self._setup_optimizer = trainer.optimizer[1]
         restoring = bool(getattr(trainer.args, "restore_path", None))
-        if self.args.pretrained_encoder_path and not restoring and int(self.step) == 0:
+        if self.args.finetune_checkpoint_path and not restoring and int(self.step) == 0:
+            self.warm_start(self.args.finetune_checkpoint_path, report_dir=trainer.output_path)
+        elif self.args.pretrained_encoder_path and not restoring and int(self.step) == 0:
             self.load_pretrained_encoder()
+
+    def warm_start(self, path: str, report_dir: str | None = None):
+        """Start from the weights of a trained run with (possibly) another phoneme set: `finetuning.warm_start`.
+
+        The trained encoder is the checkpoint's, so `pretrained_encoder_path` is not read. The report of what was kept
+        is logged and, with `report_dir`, written there as `finetune_report.json` (rank 0).
+        """
+        report = warm_start_from_checkpoint(self, path, refit_memory_bank=self.args.finetune_refit_memory_bank)
+        if report_dir and (not is_dist_avail_and_initialized() or dist.get_rank() == 0):
+            report.save(os.path.join(report_dir, "finetune_report.json"))
+        return report
 
     def load_pretrained_encoder(self, path: str | None = None) -> None:
         """Load the encoder of a mixed-phoneme pre-training checkpoint (default: `pretrained_encoder_path`).
@@ -766,12 +784,14 @@ class Naturalspeech(BaseTTSE2E):
         if module is not None:
             module = module.to(next(self.phoneme_encoder.parameters()).device)
         self.sup_phonemes = module
+        if module is not None:  # frozen if `freeze_modules` names it, as every other part
+            freeze_modules(self, [n for n in self.args.freeze_modules if n.split(".")[0] == "sup_phonemes"])
         if self._setup_optimizer is None:
             return
         group = self._setup_optimizer.param_groups[0]
         stale = {id(p) for p in old.parameters()} if old is not None else set()
         group["params"] = [p for p in group["params"] if id(p) not in stale]
-        group["params"].extend(module.parameters() if module is not None else [])
+        group["params"].extend(p for p in (module.parameters() if module is not None else []) if p.requires_grad)
 
     def _match_sup_phonemes(self, state: dict[str, Any], strict: bool) -> None:
         """Give the model the sup-phoneme input `state` has: built from its stored BPE, or none.
@@ -952,11 +972,12 @@ class Naturalspeech(BaseTTSE2E):
 
     def get_optimizer(self) -> list[torch.optim.Optimizer]:
         """Optimizer 0 trains the discriminators (waveform, and duration with VITS2's option), optimizer 1 everything
-        else (memory bank included from step 0)."""
+        else (memory bank included from step 0); frozen parts (`freeze_modules`) are in neither."""
         config = self.config
-        disc_parameters = chain(p for name, p in self.named_parameters() if name.startswith(DISCRIMINATOR_PREFIXES))
+        trained = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        disc_parameters = chain(p for name, p in trained if name.startswith(DISCRIMINATOR_PREFIXES))
         disc = get_optimizer(config.optimizer, config.optimizer_params, config.lr_disc, parameters=disc_parameters)
-        gen_parameters = chain(p for name, p in self.named_parameters() if not name.startswith(DISCRIMINATOR_PREFIXES))
+        gen_parameters = chain(p for name, p in trained if not name.startswith(DISCRIMINATOR_PREFIXES))
         gen = get_optimizer(config.optimizer, config.optimizer_params, config.lr_gen, parameters=gen_parameters)
         return [disc, gen]
 

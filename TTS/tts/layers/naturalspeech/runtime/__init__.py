@@ -1,1 +1,2 @@
-"""Running NaturalSpeech around the paper's blocks: data, checkpoints, Trainer hooks, ONNX export, plots, text input."""
+"""Running NaturalSpeech around the paper's blocks: data, checkpoints, fine-tuning, Trainer hooks, ONNX export, plots,
+text input."""
