@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests import make_phonemizing_tiny_config
-from TTS.tts.layers.naturalspeech.runtime.onnx_export import load_onnx
+from TTS.tts.layers.naturalspeech.runtime.onnx_export import SPINNING_CONFIG_KEY, load_onnx
 from TTS.tts.layers.naturalspeech.runtime.onnx_quantization import decoder_conv_nodes
 from TTS.tts.layers.naturalspeech.runtime.onnx_streaming import (
     CONTEXT_KEY,
@@ -157,6 +157,34 @@ def test_int8_synthesizer_runs_the_int8_latents_graph_and_falls_back_for_older_e
     np.testing.assert_array_equal(old.latents(ids, 0.0)[0], float_latents)
     audio = np.concatenate(list(old.stream(ids, chunk_frames=16, noise_scale=0.0)))
     assert audio.size == float_latents.shape[2] * old.hop_length
+
+
+def _optimized_op_types(session, path, tmp_path) -> list[str]:
+    """The node types of `path` after ONNX Runtime's graph optimizations with `session`'s options."""
+    import onnx
+    import onnxruntime as ort
+
+    options = session.get_session_options()
+    options.optimized_model_filepath = str(tmp_path / f"optimized_{path.name}")
+    ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+
+
+def test_synthesizer_threads_block_and_int8_convolutions_stay_nchw(model, files, tmp_path):
+    """Two sessions alternate per sentence: spinning workers of one slowed the other (2 threads slower than 1), and the
+    NHWC layout pass wrapped every integer convolution in Transposes (see `load_onnx`)."""
+    synth = OnnxStreamingSynthesizer.from_dir(files.latents.parent, int8=True, threads=2)
+    for session in (synth.latents_session, synth.decoder_session):
+        assert session.get_session_options().get_session_config_entry(SPINNING_CONFIG_KEY) == "0"
+    ops = _optimized_op_types(synth.decoder_session, files.decoder_int8, tmp_path)
+    assert ops.count("QLinearConv") == len(decoder_conv_nodes(files.decoder)) > 0  # the QDQ pairs still fuse
+    assert "Transpose" not in ops
+    latents_ops = _optimized_op_types(synth.latents_session, files.latents_int8, tmp_path)
+    transposes = latents_ops.count("Transpose")
+    # the latents graph has Transposes of its own (attention), none added around its integer convolutions
+    assert "QLinearConv" in latents_ops and transposes == _optimized_op_types(
+        synth.latents_session, files.latents, tmp_path
+    ).count("Transpose")
 
 
 @pytest.mark.parametrize("chunk_frames", [1, 16, 1000])

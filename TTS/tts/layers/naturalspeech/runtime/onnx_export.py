@@ -62,6 +62,8 @@ SUP_INPUT_NAME = "sup_ids"  # the graph input of models with the sup-phoneme inp
 SUP_PHONEME_METADATA_KEY = "naturalspeech_sup_phoneme_bpe"  # the sup-phoneme BPE (`SupPhonemeTokenizer.to_json`)
 SPEAKER_INPUT_NAME = "sid"  # the graph input of multi-speaker models, last; the toolkit's VITS export uses this name
 SPEAKERS_METADATA_KEY = "naturalspeech_speakers"  # JSON list of the speaker names, in id order
+SPINNING_CONFIG_KEY = "session.intra_op.allow_spinning"  # ONNX Runtime session option; "0" in `load_onnx`
+DISABLED_OPTIMIZERS_CONFIG_KEY = "optimization.disable_specified_optimizers"  # "NhwcTransformer" in `load_onnx`
 # Harvard sentences: varied phonemes and lengths, for int8 calibration when the config has no test sentences
 DEFAULT_CALIBRATION_TEXTS = [
     "The birch canoe slid on the smooth planks.",
@@ -277,6 +279,17 @@ def load_onnx(model_path: str | Path, cuda: bool = False, threads: int | None = 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    # Workers that block instead of spinning between kernels. Each session owns its thread pool, and the streaming
+    # synthesizer alternates two sessions (latents, decoder) sentence by sentence: a pool's spinning workers kept a
+    # core busy while the other session ran, so 2 threads were *slower* than 1. Measured on 2 cores, idle machine,
+    # paper size with Piper medium's decoder, int8 (2026-11-30): RTF 0.043 at 1 thread; at 2 threads 0.054 spinning,
+    # 0.033 blocking. Even one session alone was no faster spinning. 1 thread has no workers: no change there.
+    options.add_session_config_entry(SPINNING_CONFIG_KEY, "0")
+    # Int8 convolutions in NCHW, as exported. ORT's NHWC layout pass wraps each `QLinearConv` in Transposes and, across
+    # the float Adds of the residual blocks, float Transposes plus extra Quantize/Dequantize pairs (decoder: 159 nodes
+    # instead of 101, 34 of them Transposes): the int8 decoder took RTF 0.028 with it and 0.025 without (1 thread; 2
+    # threads 0.019 and 0.017). Same integer arithmetic; float graphs have no node this pass rewrites.
+    options.add_session_config_entry(DISABLED_OPTIMIZERS_CONFIG_KEY, "NhwcTransformer")
     return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
 
 
