@@ -39,6 +39,7 @@ from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
 from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.espeak_inprocess import use_inprocess_espeak
 from TTS.tts.layers.naturalspeech.runtime.finetuning import freeze_modules
 from TTS.tts.layers.naturalspeech.runtime.finetuning import warm_start as warm_start_from_checkpoint
 from TTS.tts.layers.naturalspeech.runtime.streaming import (
@@ -113,6 +114,8 @@ class Naturalspeech(BaseTTSE2E):
 
     def __init__(self, config: Coqpit, ap=None, tokenizer=None, speaker_manager=None, language_manager=None):
         super().__init__(config, ap, tokenizer, speaker_manager, language_manager)
+        # the toolkit's espeak-ng phonemizer, in-process: the same phonemes without a subprocess per text
+        use_inprocess_espeak(self.tokenizer)
         args = self.args
         _check_decoder_matches_audio(args, config.audio)
         self.num_embedded_speakers, self.embedded_speaker_dim = self._speaker_dims(args)
