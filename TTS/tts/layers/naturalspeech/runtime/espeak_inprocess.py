@@ -25,6 +25,7 @@ toolkit's subprocess is used instead (logged once).
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import re
@@ -178,6 +179,7 @@ _LIBRARIES: dict[str, EspeakLibrary | None] = {}
 _LIBRARIES_LOCK = threading.Lock()
 
 
+@functools.cache  # `find_library` runs `ldconfig -p`: once per process, not per text
 def default_library_path() -> str | None:
     """Where the dynamic loader finds libespeak-ng (Debian's `libespeak-ng1`, a dependency of `espeak-ng`)."""
     return ctypes.util.find_library("espeak-ng")
