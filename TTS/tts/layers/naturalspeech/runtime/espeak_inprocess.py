@@ -197,7 +197,7 @@ def load_library(path: str | None = None) -> EspeakLibrary | None:
         if path not in _LIBRARIES:
             try:
                 _LIBRARIES[path] = EspeakLibrary(path)
-            except (OSError, AttributeError) as error:  # AttributeError: a library without espeak's functions
+            except (OSError, AttributeError, TypeError) as error:  # a library without espeak's API, no libc
                 logger.warning("libespeak-ng not usable (%s); phonemizing through the espeak-ng program", error)
                 _LIBRARIES[path] = None
         return _LIBRARIES[path]
