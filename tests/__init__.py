@@ -138,3 +138,15 @@ def load_run_model(run_dir, checkpoint: str = "best_model.pth"):
     model = Naturalspeech.init_from_config(config)
     model.load_checkpoint(config, str(Path(run_dir) / checkpoint), eval=True)
     return model
+
+
+def stop_process(process) -> None:
+    """Terminate a server started by a test; kill it if it has not exited after 30 s."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -37,6 +37,8 @@ import pytest
 import soundfile
 import torch
 
+from tests import stop_process
+
 SAMPLE_RATE = 22050
 TEXT = "Be a voice, not an echo."
 PARAGRAPH_SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs away into the forest."
@@ -151,12 +153,7 @@ def server(run_files, tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log_file.close()
 
 

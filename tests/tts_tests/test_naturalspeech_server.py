@@ -26,7 +26,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests import REPO_ROOT, load_run_model
+from tests import REPO_ROOT, load_run_model, stop_process
 from tests.tts_tests.test_naturalspeech_cli import run_dir  # noqa: F401  (fixture used by name)
 
 MODULE = "TTS.tts.layers.naturalspeech.runtime.server"
@@ -73,15 +73,6 @@ def _start_server(run_dir: Path, log_path: Path, *options: str) -> tuple[subproc
         time.sleep(0.5)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(run_dir, tmp_path_factory):  # noqa: F811
     """The server with the default host, a text limit above 100 KB and a short time limit; yields (url, pid)."""
@@ -91,7 +82,7 @@ def server(run_dir, tmp_path_factory):  # noqa: F811
     try:
         yield url, process.pid
     finally:
-        _stop(process)
+        stop_process(process)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()[-5000:]
 
 
@@ -463,7 +454,7 @@ def test_full_queue_is_a_503_with_retry_after(run_dir, tmp_path):  # noqa: F811
         assert int(headers["Retry-After"]) > 0
         busy.close()
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.mark.slow
@@ -487,7 +478,7 @@ def test_onnx_backend_serves_the_same_audio(server, run_dir, tmp_path):  # noqa:
         status, stream_body, _ = _request(url, "/api/tts/stream", fields)
         assert status == 200, stream_body[:500]
     finally:
-        _stop(process)
+        stop_process(process)
     torch_pcm, onnx_pcm = _wav_pcm(torch_body)[0].astype(np.int32), _wav_pcm(whole_body)[0].astype(np.int32)
     streamed = _stream_pcm(stream_body)[0].astype(np.int32)
     assert onnx_pcm.size == torch_pcm.size == streamed.size

@@ -14,13 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-from tests import load_run_model
+from tests import load_run_model, stop_process
 from tests.tts_tests.test_naturalspeech_server import (
     MODULE,
     _error,
     _request,
     _start_server,
-    _stop,
     _stream_pcm,
     _wav_pcm,
 )
@@ -44,7 +43,7 @@ def speaker_server(two_speaker_run_dir, tmp_path_factory):
     try:
         yield url
     finally:
-        _stop(process)
+        stop_process(process)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()[-5000:]
 
 
@@ -175,7 +174,7 @@ def test_onnx_backend_honours_the_speaker(python_api_pcm, two_speaker_model, two
         status, body, _ = _request(url, "/api/tts/stream", json_body={"text": TEXT, "speaker_id": 7})
         assert status == 400 and "speaker id 7 is out of range" in _error(body) and SPEAKER_LISTING in _error(body)
     finally:
-        _stop(process)
+        stop_process(process)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()[-5000:]
     for name in SPEAKERS:
         expected = python_api_pcm[name].astype(np.int32)
