@@ -81,13 +81,20 @@ def test_naturalspeech_tokenizer_ids_unchanged():
 
     config = make_phonemizing_tiny_config()
     reference, _ = TTSTokenizer.init_from_config(config)
-    model = Naturalspeech(config)
-    use_inprocess_espeak(model.tokenizer)  # opt-in until its speed is measured on an idle machine
+    model = Naturalspeech(config)  # in-process by default (`phonemize_in_process`)
     assert type(reference.phonemizer) is ESpeak
     assert type(model.tokenizer.phonemizer) is InProcessESpeak
     assert config.phonemizer == "espeak"  # the config (and so the checkpoint) is unchanged
     texts = _ljspeech_sentences(40) + EDGE_CASES[6:13]
     assert [model.tokenizer.text_to_ids(t) for t in texts] == [reference.text_to_ids(t) for t in texts]
+
+
+def test_naturalspeech_switch_keeps_the_program():
+    from TTS.tts.models.naturalspeech import Naturalspeech
+
+    config = make_phonemizing_tiny_config({"phonemize_in_process": False})
+    model = Naturalspeech(config)
+    assert type(model.tokenizer.phonemizer) is ESpeak
 
 
 def test_concurrent_threads_give_the_sequential_results():

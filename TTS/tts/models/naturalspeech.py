@@ -39,6 +39,7 @@ from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
 from TTS.tts.layers.naturalspeech.runtime.dataset import NaturalspeechDataset
+from TTS.tts.layers.naturalspeech.runtime.espeak_inprocess import use_inprocess_espeak
 from TTS.tts.layers.naturalspeech.runtime.finetuning import freeze_modules
 from TTS.tts.layers.naturalspeech.runtime.finetuning import warm_start as warm_start_from_checkpoint
 from TTS.tts.layers.naturalspeech.runtime.streaming import (
@@ -115,6 +116,8 @@ class Naturalspeech(BaseTTSE2E):
         super().__init__(config, ap, tokenizer, speaker_manager, language_manager)
         args = self.args
         _check_decoder_matches_audio(args, config.audio)
+        if args.phonemize_in_process:  # the same ids as the toolkit's espeak-ng program, without a process per text
+            use_inprocess_espeak(self.tokenizer)
         self.num_embedded_speakers, self.embedded_speaker_dim = self._speaker_dims(args)
         # The same initial weights in every process and on every DDP rank, so a run is reproducible from its seed;
         # the caller's global random state is left as it was.
