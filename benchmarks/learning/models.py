@@ -54,6 +54,11 @@ RUNS: dict[str, tuple[str, dict]] = {
     # not a paper component but a departure under test: the KL terms do not train the predicted durations
     # (`benchmarks/README.md` section 8: on the synthetic durator task their gradient unteaches durations)
     "ns-detached-durations": ("naturalspeech", {"detach_predicted_durations": True}),
+    # VITS2's options (issue #16), each added to the paper's model: measured at the ablations' budget against their
+    # baseline; the MAS noise follows VITS2's schedule (0.01, down by 2e-6 per step)
+    "ns-duration-discriminator": ("naturalspeech", {"use_duration_discriminator": True}),
+    "ns-transformer-flow": ("naturalspeech", {"use_transformer_flow": True}),
+    "ns-mas-noise": ("naturalspeech", {"mas_noise_scale": 0.01, "mas_noise_decay_steps": 5000}),
     # `benchmarks/two_speakers.py`: a learned speaker embedding, trained on a corpus of two voices
     "two-speakers": ("naturalspeech", {"use_speaker_embedding": True}),
 }
