@@ -170,6 +170,61 @@ def test_memory_bank_is_fitted_once_at_the_stage_boundary(tiny):
     assert not torch.equal(bank_before, model.memory_bank.bank)
 
 
+def test_main_stage_waits_until_the_duration_predictor_explains_the_aligned_durations(tmp_path, ljspeech_dir):
+    config, model = build(tmp_path, ljspeech_dir, main_stage_min_duration_r2=0.5)
+    trainer = SimpleNamespace(
+        total_steps_done=0, train_loader=model.get_data_loader(config, samples=load_samples(config, SHORT_CLIPS))
+    )
+    gate = model.main_stage_gate
+    for step in range(config.warmup_steps + 3):  # a predictor that explains 0.2 of the variance: warm-up goes on
+        gate.track(torch.tensor(0.4), torch.tensor(0.5))
+        trainer.total_steps_done = step
+        model.on_train_step_start(trainer)
+        assert model.switches.stage is TrainingStage.WARMUP and not bool(model.memory_initialized)
+    opened_at = config.warmup_steps + 3
+    for _ in range(300):  # the tracked variances follow a predictor that now explains 0.9
+        gate.track(torch.tensor(0.05), torch.tensor(0.5))
+    trainer.total_steps_done = opened_at
+    model.on_train_step_start(trainer)
+    assert gate.explained_variance >= 0.5 and int(gate.opened_at_step) == opened_at
+    assert model.switches.stage is TrainingStage.MAIN and bool(model.memory_initialized)
+    gate.track(torch.tensor(0.5), torch.tensor(0.5))  # once open, the main stage stays
+    trainer.total_steps_done = opened_at + 1
+    model.on_train_step_start(trainer)
+    assert model.switches.stage is TrainingStage.MAIN
+
+    path = tmp_path / "checkpoint.pth"  # a resumed run is in the stage it left, at the step it opened
+    torch.save({"model": model.state_dict(), "config": config.to_dict()}, path)
+    restored = Naturalspeech(copy.deepcopy(config))
+    restored.load_checkpoint(config, str(path))
+    assert int(restored.main_stage_gate.opened_at_step) == opened_at
+    assert restored.switches.stage is TrainingStage.MAIN
+    restored.step.fill_(opened_at - 1)
+    assert restored.switches.stage is TrainingStage.WARMUP
+
+
+def test_main_stage_gate_tracks_real_training_steps(tmp_path, ljspeech_dir):
+    config, model = build(tmp_path, ljspeech_dir, main_stage_min_duration_r2=0.5)
+    batch = load_batch(config, model, SHORT_CLIPS)
+    model.on_train_step_start(SimpleNamespace(total_steps_done=0, train_loader=None))
+    train_steps(model, batch, num_steps=1)
+    model.on_train_step_end(None)
+    gate = model.main_stage_gate
+    assert gate.aligned_variance.item() > 0  # the aligned durations of real clips are not all equal
+    assert gate.residual_variance.item() == model.durator.log_duration_variance.item()
+    assert gate.explained_variance < 0.5  # an untrained predictor explains little
+    state = model.state_dict()
+    for key in ("residual_variance", "aligned_variance", "opened_at_step"):
+        del state[f"main_stage_gate.{key}"]  # a checkpoint from before the gate loads, not opened
+    model.load_state_dict(state)
+    assert int(model.main_stage_gate.opened_at_step) == -1 and model.main_stage_gate.explained_variance == 0.0
+
+
+def test_main_stage_gate_threshold_must_be_an_explained_variance(tmp_path, ljspeech_dir):
+    with pytest.raises(ValueError, match="main_stage_min_duration_r2"):
+        build(tmp_path, ljspeech_dir, main_stage_min_duration_r2=1.5)
+
+
 def test_checkpoint_restores_stage_and_memory_bank(tiny, tmp_path):
     config, model, _ = tiny
     model.step.fill_(3)

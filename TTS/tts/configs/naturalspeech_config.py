@@ -451,8 +451,15 @@ class NaturalspeechConfig(RejectsRenamedFields, BaseTTSConfig):
             Audio settings; the VITS defaults (22050 Hz, FFT 1024, hop 256, 80 mels).
         warmup_steps (int):
             Global step at which warm-up ends and the memory bank is initialised. Defaults to 100000.
+        main_stage_min_duration_r2 (float):
+            Hold the main stage back after `warmup_steps` until the duration predictor explains this fraction of
+            the variance of the aligned log durations (R², tracked over training steps; `main_stage_gate.py`). The
+            main stage lays the prior out on predicted durations; entered while they are one constant, the text
+            encoder stopped learning phoneme structure in the learning benchmark. 0 is the paper's fixed step.
+            Not in NaturalSpeech. Defaults to 0.0.
         tuning_start_step (int):
-            Global step at which the end-to-end tuning stage starts. Defaults to 1500000.
+            Global step at which the end-to-end tuning stage starts (once the main stage has started). Defaults to
+            1500000.
         e2e_in_main_stage (bool):
             Train with L_e2e from the main stage on, as the paper's objective L = L_bwd + L_fwd + L_rec + L_e2e
             does. False keeps it for the tuning stage only (about 1.7x the cost of a step without it). Defaults
@@ -524,6 +531,7 @@ class NaturalspeechConfig(RejectsRenamedFields, BaseTTSConfig):
 
     # training stages
     warmup_steps: int = 100_000
+    main_stage_min_duration_r2: float = 0.0
     tuning_start_step: int = 1_500_000
     e2e_in_main_stage: bool = True
 

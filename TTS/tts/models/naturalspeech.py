@@ -32,9 +32,11 @@ from TTS.tts.layers.naturalspeech.losses import (
     NaturalspeechDiscriminatorLoss,
     NaturalspeechGeneratorLoss,
     PriorPosteriorKL,
+    aligned_log_duration_variance,
     duration_loss,
     log_duration_residual_variance,
 )
+from TTS.tts.layers.naturalspeech.main_stage_gate import MainStageGate
 from TTS.tts.layers.naturalspeech.memory_bank import MemoryBank
 from TTS.tts.layers.naturalspeech.phoneme_encoder import PhonemeEncoder
 from TTS.tts.layers.naturalspeech.runtime.checkpoints import check_state_dict, load_checkpoint_state
@@ -102,7 +104,8 @@ class Naturalspeech(BaseTTSE2E):
     alignment search) are switches, off by default.
 
     Every component of the paper's ablation study has a switch in `NaturalspeechArgs`; the training stage (warm-up,
-    main, tuning) follows from the global step and `NaturalspeechConfig.warmup_steps`/`tuning_start_step`.
+    main, tuning) follows from the global step and `NaturalspeechConfig.warmup_steps`/`tuning_start_step`, and
+    with `main_stage_min_duration_r2` from how well the duration predictor has learned (`main_stage_gate.py`).
 
     Examples:
         >>> from TTS.tts.configs.naturalspeech_config import NaturalspeechConfig
@@ -130,12 +133,14 @@ class Naturalspeech(BaseTTSE2E):
         # with its fitted memory bank instead of starting over with a random one.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("memory_initialized", torch.zeros((), dtype=torch.bool))
+        self.main_stage_gate = MainStageGate(config.main_stage_min_duration_r2)
         self.noise_scale = args.inference_noise_scale
         self.length_scale = args.length_scale
         # gradient averaging over ranks and the non-finite step guard (plain state, not in the state dict)
         self.trainer_hooks = TrainerHooks(discriminator_prefix=DISCRIMINATOR_PREFIXES)
-        # the log-duration residual variance of the step in progress, tracked by the durator once the step is taken
-        self._step_duration_variance: torch.Tensor | None = None
+        # the log-duration residual and aligned variances of the step in progress, tracked by the durator and the
+        # main-stage gate once the step is taken
+        self._step_duration_variance: tuple[torch.Tensor, torch.Tensor] | None = None
         self._skipped_before_step = 0
         # the generator optimizer while the Trainer sets up (`on_init_start` to `on_init_end`): parameters created
         # then (the sup-phoneme input, from the pre-training or a restored checkpoint) join it
@@ -281,7 +286,8 @@ class Naturalspeech(BaseTTSE2E):
     @property
     def switches(self) -> StageSwitches:
         """The current training stage and the components and losses it uses."""
-        return switches_at(int(self.step), self.config)
+        step = int(self.step)
+        return switches_at(step, self.config, self.main_stage_gate.is_open(step, self.config.warmup_steps))
 
     ##########################
     # forward passes
@@ -349,7 +355,8 @@ class Naturalspeech(BaseTTSE2E):
         kl_terms["loss_duration"] = duration_loss(prior.log_durations, aligned_durations, x_mask)
         if self.training:  # tracked when the step is taken (`on_train_step_end`); the same on every rank
             residual_variance = log_duration_residual_variance(prior.log_durations, aligned_durations, x_mask)
-            self._step_duration_variance = mean_over_ranks(residual_variance)
+            aligned_variance = aligned_log_duration_variance(aligned_durations, x_mask)
+            self._step_duration_variance = (mean_over_ranks(residual_variance), mean_over_ranks(aligned_variance))
         aligned = not switches.use_predicted_durations
         posterior = FrameGaussians(m_q, logs_q, spec_lengths)
         prior_frames = FrameGaussians(prior.prior_mean, prior.prior_log_std, prior.frame_lengths)
@@ -702,6 +709,7 @@ class Naturalspeech(BaseTTSE2E):
         self._skipped_before_step, self._step_duration_variance = self.num_skipped_steps, None
         previous = self.switches.stage
         self.step.fill_(trainer.total_steps_done)
+        self.main_stage_gate.update(trainer.total_steps_done, self.config.warmup_steps)
         if self.switches.stage is not previous:
             logger.info("NaturalSpeech training stage: %s (step %d)", self.switches.stage.value, int(self.step))
         if self.switches.use_memory_bank and not bool(self.memory_initialized):
@@ -712,10 +720,12 @@ class Naturalspeech(BaseTTSE2E):
         self._track_step_duration_variance()
 
     def _track_step_duration_variance(self) -> None:
-        """Fold the step's log-duration residual variance into the durator's, unless the step was skipped (a skipped
-        step leaves the model as it was); once per step."""
+        """Fold the step's log-duration variances into the durator's and the gate's, unless the step was skipped (a
+        skipped step leaves the model as it was); once per step."""
         if self._step_duration_variance is not None and self.num_skipped_steps == self._skipped_before_step:
-            self.durator.track_log_duration_variance(self._step_duration_variance)
+            residual_variance, aligned_variance = self._step_duration_variance
+            self.durator.track_log_duration_variance(residual_variance)
+            self.main_stage_gate.track(residual_variance, aligned_variance)
         self._step_duration_variance = None
 
     def on_init_start(self, trainer) -> None:

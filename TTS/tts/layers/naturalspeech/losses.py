@@ -228,6 +228,12 @@ def duration_loss(log_durations: torch.Tensor, target_durations: torch.Tensor, x
     return torch.sum(residuals**2) / torch.sum(x_mask)
 
 
+def _masked_variance(values: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
+    count = torch.sum(x_mask)
+    mean = torch.sum(values * x_mask) / count
+    return torch.sum((values * x_mask) ** 2) / count - mean**2
+
+
 @torch.no_grad()
 def log_duration_residual_variance(
     log_durations: torch.Tensor, target_durations: torch.Tensor, x_mask: torch.Tensor
@@ -235,7 +241,11 @@ def log_duration_residual_variance(
     """Variance of the target minus predicted log durations over the valid tokens: the duration loss without the
     squared mean residual, so that a predictor whose level is off (early in training) is not taken for a noisy one.
     Shapes as `duration_loss`."""
-    residuals = _log_duration_residuals(log_durations, target_durations, x_mask)
-    count = torch.sum(x_mask)
-    mean = torch.sum(residuals) / count
-    return torch.sum(residuals**2) / count - mean**2
+    return _masked_variance(_log_duration_residuals(log_durations, target_durations, x_mask), x_mask)
+
+
+@torch.no_grad()
+def aligned_log_duration_variance(target_durations: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
+    """Variance of the target log durations over the valid tokens: what a constant prediction leaves as residual.
+    Shapes as `duration_loss`."""
+    return _masked_variance(torch.log(target_durations.float().unsqueeze(1) + 1e-6), x_mask)

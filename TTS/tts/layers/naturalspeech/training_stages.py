@@ -6,8 +6,10 @@
    durations with the KL terms under soft alignment; `e2e_in_main_stage=False` leaves L_e2e to the tuning stage;
 4. tuning: as main, with L_e2e whatever `e2e_in_main_stage` says.
 
-The stage is a pure function of the global step and the config, so a resumed run lands in the right stage by
-construction; whether the memory bank was fitted is model state saved in every checkpoint.
+The stage is a function of the global step and the config, so a resumed run lands in the right stage by
+construction; whether the memory bank was fitted is model state saved in every checkpoint. With
+`main_stage_min_duration_r2` the main stage also waits for the duration predictor (`main_stage_gate.py`); the step it
+opened at is model state as well.
 """
 
 import enum
@@ -39,18 +41,19 @@ class StageSwitches(NamedTuple):
     use_e2e: bool
 
 
-def stage_at(step: int, config: Coqpit) -> TrainingStage:
-    """The training stage of global step `step`."""
-    if step < config.warmup_steps:
+def stage_at(step: int, config: Coqpit, main_stage_open: bool | None = None) -> TrainingStage:
+    """The training stage of global step `step`; `main_stage_open` overrides `step >= warmup_steps` (the gate of
+    `main_stage_min_duration_r2`)."""
+    if not (step >= config.warmup_steps if main_stage_open is None else main_stage_open):
         return TrainingStage.WARMUP
     if step < config.tuning_start_step:
         return TrainingStage.MAIN
     return TrainingStage.TUNING
 
 
-def switches_at(step: int, config: Coqpit) -> StageSwitches:
+def switches_at(step: int, config: Coqpit, main_stage_open: bool | None = None) -> StageSwitches:
     """The stage of `step` and the losses and components it turns on, honouring the ablation switches."""
-    stage = stage_at(step, config)
+    stage = stage_at(step, config, main_stage_open)
     after_warmup = stage is not TrainingStage.WARMUP
     args = config.model_args
     return StageSwitches(

@@ -155,7 +155,12 @@ def _first(keys: list[str]) -> str:
 
 
 # Buffers added after checkpoints were published; their modules fill them in when a checkpoint lacks them.
-BUFFERS_WITH_DEFAULTS = ("durator.log_duration_variance",)
+BUFFERS_WITH_DEFAULTS = (
+    "durator.log_duration_variance",
+    "main_stage_gate.residual_variance",
+    "main_stage_gate.aligned_variance",
+    "main_stage_gate.opened_at_step",
+)
 
 
 def check_state_dict(model: nn.Module, state: dict[str, Any], *, strict: bool = True, source: str = "") -> None:
