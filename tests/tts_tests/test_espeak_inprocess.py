@@ -108,6 +108,25 @@ def test_concurrent_threads_give_the_sequential_results():
     assert got == expected * 3 + expected_de
 
 
+_FORKED_PHONEMIZER: InProcessESpeak | None = None
+
+
+def _phonemize_in_child(text: str) -> str:
+    return _FORKED_PHONEMIZER.phonemize(text)
+
+
+def test_forked_data_loader_workers_give_the_parents_phonemes():
+    """The recipes' loader workers are forked after the model (and the library) were loaded and used."""
+    import multiprocessing
+
+    global _FORKED_PHONEMIZER
+    texts = _ljspeech_sentences(24)
+    _FORKED_PHONEMIZER = InProcessESpeak("en-us")
+    expected = [_FORKED_PHONEMIZER.phonemize(t) for t in texts]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(_phonemize_in_child, texts) == expected
+
+
 def test_unloadable_library_falls_back_to_the_subprocess():
     phonemizer = InProcessESpeak("en-us", library="/nonexistent/libespeak-ng.so.1")
     assert not phonemizer.in_process
