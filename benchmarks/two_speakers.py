@@ -291,15 +291,67 @@ def _differ(a: np.ndarray, b: np.ndarray) -> bool:
     return a.size != b.size or not np.allclose(a, b, atol=1e-4)
 
 
+SERVER_MODULE = "TTS.tts.layers.naturalspeech.runtime.server"
+
+
+def server_waves(checkpoint: Path, config_path: Path, text: str, work_dir: Path) -> dict[str, tuple[np.ndarray, int]]:
+    """`text` as each speaker from `naturalspeech-server` over HTTP on 127.0.0.1 (`GET /api/tts?speaker_id=...`)."""
+    import io
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    import soundfile
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", SERVER_MODULE, "--model_path", str(checkpoint), "--config_path", str(config_path)]
+    command += ["--port", str(port)]
+    log_path = work_dir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_environment())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                msg = f"naturalspeech-server exited with {process.returncode}: {log_path.read_text()[-2000:]}"
+                raise RuntimeError(msg)
+            try:
+                with urllib.request.urlopen(f"{url}/api/info", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"naturalspeech-server did not answer within 300 s: {log_path}") from None
+                time.sleep(0.5)
+        waves = {}
+        for speaker in SPEAKERS:
+            query = urllib.parse.urlencode({"text": text, "speaker_id": speaker, "noise_scale": 0.0})
+            with urllib.request.urlopen(f"{url}/api/tts?{query}", timeout=600) as response:
+                wav, rate = soundfile.read(io.BytesIO(response.read()), dtype="float32")
+            waves[speaker] = (wav, rate)
+        return waves
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def check_interfaces(
     run_dir: Path, minutes: float, references: dict[str, Reference], work_dir: Path, text: str = CHECK_TEXT
 ) -> dict[str, dict]:
-    """Speak `text` as each speaker through the `tts` program, `TTS.api` and the ONNX graph of the checkpoint.
+    """Speak `text` as each speaker through the `tts` program, `TTS.api`, `naturalspeech-server` over HTTP and the ONNX
+    graph of the checkpoint.
 
     Returns:
         Interface -> {"differ": the two speakers' waveforms differ, <speaker>: {seconds, median F0, nearest voice by
         cepstra and by F0}}; for "onnx" also "matches_pytorch": speaker -> the graph's output for the speaker's id
-        equals the PyTorch model's for the speaker's name.
+        equals the PyTorch model's for the speaker's name; the same for "server" (its 16-bit audio at noise 0).
     """
     import torch
     from scoring import load_wav
@@ -310,7 +362,7 @@ def check_interfaces(
     checkpoint = train_budget.budget_checkpoint_path(run_dir, minutes)
     config_path = run_dir / train_budget.CONFIG_FILE
     program = Path(sys.executable).parent / "tts"
-    waves: dict[str, dict[str, tuple[np.ndarray, int]]] = {"cli": {}, "api": {}, "onnx": {}}
+    waves: dict[str, dict[str, tuple[np.ndarray, int]]] = {"cli": {}, "api": {}, "server": {}, "onnx": {}}
     for speaker in SPEAKERS:
         out = work_dir / f"cli_{speaker}.wav"
         command = [str(program), "--model_path", str(checkpoint), "--config_path", str(config_path)]
@@ -327,12 +379,13 @@ def check_interfaces(
         torch.manual_seed(0)  # the same noise for both speakers: a difference is the speaker's
         wav = np.asarray(api.tts(text, speaker=speaker), dtype=np.float32)
         waves["api"][speaker] = (wav, api.synthesizer.output_sample_rate)
+    waves["server"] = server_waves(checkpoint, config_path, text, work_dir)
     model = synthesize.load_budget_model(run_dir, minutes)
     onnx_path = work_dir / "two_speakers.onnx"
     model.export_onnx(str(onnx_path))
     session = load_onnx(onnx_path)
     ids = model.speakable_ids(text)
-    onnx_matches = {}
+    onnx_matches, server_matches = {}, {}
     for speaker in SPEAKERS:
         # the toolkit's SpeakerManager numbers the speakers in sorted name order, not in the config's order
         sid = model.speaker_manager.name_to_id[speaker]
@@ -342,12 +395,14 @@ def check_interfaces(
         with torch.inference_mode():
             by_name = np.concatenate(list(model.inference_stream(text, speaker=speaker, noise_scale=0.0)))
         onnx_matches[speaker] = wav.size == by_name.size and bool(np.allclose(wav, by_name, atol=1e-3))
+        served = waves["server"][speaker][0]  # 16-bit PCM
+        server_matches[speaker] = served.size == by_name.size and bool(np.allclose(served, by_name, atol=1e-3))
     report = {}
     for interface, by_speaker in waves.items():
         a, b = (by_speaker[s][0] for s in SPEAKERS)
         report[interface] = {"differ": _differ(a, b)}
-        if interface == "onnx":
-            report[interface]["matches_pytorch"] = onnx_matches
+        if interface in ("onnx", "server"):
+            report[interface]["matches_pytorch"] = onnx_matches if interface == "onnx" else server_matches
         for speaker, (wav, rate) in by_speaker.items():
             stats = voice_stats(wav, rate)
             by_cepstra, by_f0 = nearest(stats, references)

@@ -104,11 +104,12 @@ def test_script_trains_two_speakers_and_reports_them(tmp_path, ljspeech_dir):
     for speaker in ("lj", "joe"):
         assert (out_dir / f"{speaker}_LJ050-0002.wav").stat().st_size > 1000
 
-    # the checkpoint speaks as each speaker through the tts program, TTS.api and the ONNX graph
+    # the checkpoint speaks as each speaker through the tts program, TTS.api, the server and the ONNX graph
     interfaces = result["interfaces"]
-    assert set(interfaces) == {"cli", "api", "onnx"}
+    assert set(interfaces) == {"cli", "api", "server", "onnx"}
     for check in interfaces.values():
         assert check["differ"]
         for speaker in ("lj", "joe"):
             assert check[speaker]["seconds"] > 0 and check[speaker]["nearest_voice"] in ("lj", "joe")
     assert interfaces["onnx"]["matches_pytorch"] == {"lj": True, "joe": True}
+    assert interfaces["server"]["matches_pytorch"] == {"lj": True, "joe": True}
