@@ -189,6 +189,12 @@ def test_run_plan_and_stages(tmp_path):
     assert ablation_args.warmup_steps == models.ABLATION_WARMUP_STEPS != args.warmup_steps
     assert ablation_args.bench_dir == Path("b", "ablations") and ablation_args.out_dir == args.out_dir / "ablations"
     assert "ns-pretrained-encoder" not in dict(plan)  # no encoder checkpoint and no pre-training asked for
+    # VITS2's options are measured at the same budget, each with its switch on
+    vits2 = {"ns-duration-discriminator": "use_duration_discriminator", "ns-transformer-flow": "use_transformer_flow"}
+    for run, switch in vits2.items():
+        assert (run, [20.0]) in plan and getattr(models.make_config(run, tmp_path, tmp_path).model_args, switch)
+    assert ("ns-mas-noise", [20.0]) in plan
+    assert models.make_config("ns-mas-noise", tmp_path, tmp_path).model_args.mas_noise_scale > 0
     args = learning_run.parser().parse_args(["--ablation-minutes", "20", "--pretrain-minutes", "30"])
     assert "ns-pretrained-encoder" in dict(learning_run.ablation_phase(args)[1])
 
