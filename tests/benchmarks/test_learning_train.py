@@ -246,3 +246,14 @@ def test_text_structure_measures_how_much_the_encoder_tells_tokens_apart(tiny_co
         measured = text_structure.measure(run_dir, 0.01, sentences)
         assert set(measured) == {"encoder_token_variation", "prior_token_variation"}
         assert all(0.0 < value < 10.0 for value in measured.values()), measured
+        # the alignment-search durations of the training clips, and NaturalSpeech's predictor against them
+        train_dir = tiny_corpus / "train"
+        clips = [(i, text, train_dir / "wavs" / f"{i}.wav") for i, text in synthesize.read_metadata(train_dir)]
+        durations = text_structure.duration_structure(run_dir, 0.01, clips)
+        expected = {"token_lookup_r2", "predictor_r2"} if run == "naturalspeech" else {"token_lookup_r2"}
+        assert set(durations) == expected
+        assert 0.0 < durations["token_lookup_r2"] <= 1.0  # a lookup fitted in-sample explains some of the variance
+        assert durations.get("predictor_r2", 0.0) <= 1.0
+    target = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    assert text_structure.explained_share(target, target) == 1.0
+    assert text_structure.explained_share(target, torch.full_like(target, 1.5)) == 0.0  # the mean explains nothing
