@@ -171,7 +171,8 @@ def test_memory_bank_is_fitted_once_at_the_stage_boundary(tiny):
 
 
 def test_main_stage_waits_until_the_duration_predictor_explains_the_aligned_durations(tmp_path, ljspeech_dir):
-    config, model = build(tmp_path, ljspeech_dir, main_stage_min_duration_r2=0.5)
+    # tuning far away: a gate that opens after `tuning_start_step` goes straight to the tuning stage
+    config, model = build(tmp_path, ljspeech_dir, main_stage_min_duration_r2=0.5, tuning_start_step=1000)
     trainer = SimpleNamespace(
         total_steps_done=0, train_loader=model.get_data_loader(config, samples=load_samples(config, SHORT_CLIPS))
     )

@@ -264,7 +264,8 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
             VITS2's adversarial duration discriminator (Section 2.2): a small convolutional discriminator tells the
             aligned durations from the predicted ones, given the phoneme states; LSGAN losses, trained with the
             waveform discriminators, and the generator gets `duration_adv_loss_alpha` times its adversarial loss.
-            Not in NaturalSpeech; not yet measured. Defaults to False.
+            Not in NaturalSpeech. Learning benchmark, 20 CPU-minutes, one seed: duration error 1.23 vs 1.54 frames,
+            MCD +0.20 dB. Defaults to False.
         hidden_channels_duration_discriminator (int):
             Channels of the duration discriminator's convolutions. Defaults to 192.
         kernel_size_duration_discriminator (int):
@@ -272,16 +273,17 @@ class NaturalspeechArgs(RejectsRenamedFields, ModelArgs):
         use_transformer_flow (bool):
             VITS2's transformer coupling layers (Section 2.3): each coupling layer of the flow runs a small
             self-attention block over its input half before the WaveNet that predicts the shift, so the flow sees
-            long-range context. The flow stays volume preserving. Not in NaturalSpeech; not yet measured.
-            Defaults to False.
+            long-range context. The flow stays volume preserving. Not in NaturalSpeech. Learning benchmark, 20
+            CPU-minutes, one seed: duration error 1.32 vs 1.54 frames, CER 0.961 vs 0.997. Defaults to False.
         num_heads_transformer_flow (int):
             Attention heads of the flow's transformer blocks. Defaults to 2.
         mas_noise_scale (float):
             VITS2's noise in monotonic alignment search (Section 2.1): Gaussian noise is added to the alignment
             scores in training, so early training explores other alignments; its standard deviation is the scores'
             standard deviation times `mas_noise_scale * max(0, 1 - step / mas_noise_decay_steps)`. 0 is the plain
-            search. VITS2's public implementation starts at 0.01. Not in NaturalSpeech; not yet measured.
-            Defaults to 0.0.
+            search. VITS2's public implementation starts at 0.01. Not in NaturalSpeech. Learning benchmark, 20
+            CPU-minutes, one seed, 0.01 decaying over 5000 steps: CER 0.925 vs 0.997, duration error 1.26 vs 1.54
+            frames, MCD 4.72 vs 4.90 dB. Defaults to 0.0.
         mas_noise_decay_steps (int):
             Training steps over which the MAS noise decays linearly to zero. Defaults to 100000.
         freeze_modules (list[str]):
